@@ -1,0 +1,194 @@
+/**
+ * @file baselines.hpp
+ * @brief Baselines that turn rewards into advantages: none, batch whitening, DDPO's per-prompt
+ *        statistics, the RLCF comparative anchor, and composition of two baselines.
+ */
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstddef>
+#include <deque>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cxrl/core/concepts.hpp"
+
+namespace cxrl::core {
+
+namespace detail {
+inline void check_rewards(const torch::Tensor& rewards, const std::vector<std::string>& prompts, const char* who) {
+  if (!rewards.defined() || rewards.dim() != 1)
+    throw std::invalid_argument(std::string(who) + ": rewards must be a 1-d tensor [B]");
+  if (static_cast<size_t>(rewards.size(0)) != prompts.size())
+    throw std::invalid_argument(std::string(who) + ": " + std::to_string(rewards.size(0)) + " rewards but " +
+                                std::to_string(prompts.size()) + " prompts");
+}
+}  // namespace detail
+
+/// @brief Advantages are the rewards themselves.
+struct NoBaseline {
+  /// @brief Returns `rewards` unchanged. @param rewards [B]. @param prompts B prompts.
+  torch::Tensor advantages(const torch::Tensor& rewards, const std::vector<std::string>& prompts) {
+    detail::check_rewards(rewards, prompts, "cxrl::core::NoBaseline");
+    return rewards;
+  }
+};
+
+/// @brief (r − mean) / (std + 1e-8) over the batch, std with ddof 0 (ddpo-pytorch without stat tracking).
+struct BatchWhitening {
+  double eps = 1e-8;  ///< added to the standard deviation.
+  /// @brief Whitened rewards. @param rewards [B]. @param prompts B prompts.
+  torch::Tensor advantages(const torch::Tensor& rewards, const std::vector<std::string>& prompts) {
+    detail::check_rewards(rewards, prompts, "cxrl::core::BatchWhitening");
+    auto r = rewards.to(torch::kDouble);
+    auto adv = (r - r.mean()) / (r.std(/*unbiased=*/false) + eps);
+    return adv.to(rewards.scalar_type());
+  }
+};
+
+/// @brief Configuration of PerPromptStats (ddpo-pytorch `config.per_prompt_stat_tracking`).
+struct PerPromptStatsConfig {
+  size_t buffer_size = 16;  ///< rewards kept per prompt (deque maxlen).
+  size_t min_count = 16;    ///< below this many, the whole batch's mean/std are used.
+};
+
+/**
+ * @brief ddpo-pytorch `PerPromptStatTracker`: per-prompt running mean/std over the last buffer_size rewards.
+ *
+ * For each distinct prompt (in sorted order, as `np.unique`): the buffer is extended with this batch's
+ * rewards of that prompt first; if it then holds fewer than min_count rewards the whole batch's mean and
+ * std are used, else the buffer's. Std has ddof 0 and +1e-6. Statistics are computed in double.
+ */
+class PerPromptStats {
+ public:
+  /// @brief Per-prompt summary for logging.
+  struct Stat {
+    double mean;   ///< buffer mean
+    double std;    ///< buffer std (ddof 0)
+    size_t count;  ///< buffer length
+  };
+
+  /// @brief A tracker. @param cfg buffer size and minimum count.
+  explicit PerPromptStats(PerPromptStatsConfig cfg = {}) : cfg_(cfg) {
+    if (cfg_.buffer_size == 0) throw std::invalid_argument("cxrl::core::PerPromptStats: buffer_size must be > 0");
+  }
+
+  /// @brief Advantages for one batch; updates the buffers. @param rewards [B]. @param prompts B prompts.
+  torch::Tensor advantages(const torch::Tensor& rewards, const std::vector<std::string>& prompts) {
+    detail::check_rewards(rewards, prompts, "cxrl::core::PerPromptStats");
+    auto r = rewards.detach().to(torch::kCPU, torch::kDouble).contiguous();
+    const double* rp = r.data_ptr<double>();
+    const size_t n = prompts.size();
+    std::vector<double> all(rp, rp + n);
+    const auto [batch_mean, batch_std] = mean_std(all.begin(), all.end());
+
+    std::map<std::string, std::vector<size_t>> groups;  // sorted keys, like np.unique
+    for (size_t i = 0; i < n; ++i) groups[prompts[i]].push_back(i);
+
+    std::vector<double> adv(n);
+    for (const auto& [prompt, idx] : groups) {
+      auto& buf = buffers_[prompt];
+      for (size_t i : idx) {
+        buf.push_back(rp[i]);
+        if (buf.size() > cfg_.buffer_size) buf.pop_front();
+      }
+      double mean = batch_mean, std = batch_std;
+      if (buf.size() >= cfg_.min_count) std::tie(mean, std) = mean_std(buf.begin(), buf.end());
+      for (size_t i : idx) adv[i] = (rp[i] - mean) / (std + 1e-6);
+    }
+    return torch::tensor(adv, torch::kDouble).to(rewards.device(), rewards.scalar_type());
+  }
+
+  /// @brief Mean/std/count of every prompt's buffer (ddpo-pytorch `get_stats`).
+  std::map<std::string, Stat> stats() const {
+    std::map<std::string, Stat> out;
+    for (const auto& [k, buf] : buffers_) {
+      auto [m, s] = mean_std(buf.begin(), buf.end());
+      out[k] = Stat{m, s, buf.size()};
+    }
+    return out;
+  }
+
+  /// @brief Forgets every buffer.
+  void clear() { buffers_.clear(); }
+  /// @brief The configuration.
+  const PerPromptStatsConfig& config() const { return cfg_; }
+
+ private:
+  template <class It>
+  static std::pair<double, double> mean_std(It b, It e) {
+    double n = 0, sum = 0;
+    for (It i = b; i != e; ++i) { sum += *i; n += 1; }
+    if (n == 0) return {0.0, 0.0};
+    double mean = sum / n, ss = 0;
+    for (It i = b; i != e; ++i) ss += (*i - mean) * (*i - mean);
+    return {mean, std::sqrt(ss / n)};
+  }
+
+  PerPromptStatsConfig cfg_;
+  std::map<std::string, std::deque<double>> buffers_;
+};
+
+/**
+ * @brief RLCF as a baseline: A = r(x) − r(x̂), the anchor's reward for the same prompt and initial noise.
+ *
+ * The anchor sample shares x_T with the policy sample but uses its own per-step noise, so r(x̂) does not
+ * depend on the policy's actions and the gradient stays unbiased (CXRL, Sec. 2, "RLCF").
+ */
+struct ComparativeAnchor {
+  /// @brief r − r_anchor. @param rewards [B]. @param prompts B prompts. @param anchor_rewards [B].
+  torch::Tensor advantages(const torch::Tensor& rewards, const std::vector<std::string>& prompts,
+                           const torch::Tensor& anchor_rewards) {
+    detail::check_rewards(rewards, prompts, "cxrl::core::ComparativeAnchor");
+    if (!anchor_rewards.defined() || anchor_rewards.sizes() != rewards.sizes())
+      throw std::invalid_argument("cxrl::core::ComparativeAnchor: anchor_rewards must be defined with the shape of rewards [B]");
+    return rewards - anchor_rewards;
+  }
+};
+
+/**
+ * @brief Composition: `Second` normalises the advantages produced by `First` (e.g. comparative then per-prompt).
+ * @tparam First applied to the rewards (may use the anchor's rewards).
+ * @tparam Second applied to First's output as if it were rewards.
+ */
+template <class First, class Second>
+class Chain {
+  static_assert(check_baseline<First>() && check_baseline<Second>());
+  static_assert(!baseline_uses_anchor_v<Second>,
+                "cxrl::core::Chain<First, Second>: only First may use the anchor's rewards");
+
+ public:
+  /// @brief Composes. @param first the first stage. @param second the second stage.
+  explicit Chain(First first = {}, Second second = {}) : first_(std::move(first)), second_(std::move(second)) {}
+
+  /// @brief Second(First(rewards)). @param rewards [B]. @param prompts B prompts.
+  torch::Tensor advantages(const torch::Tensor& rewards, const std::vector<std::string>& prompts)
+    requires(!baseline_uses_anchor_v<First>)
+  {
+    return second_.advantages(first_.advantages(rewards, prompts), prompts);
+  }
+
+  /// @brief Second(First(rewards, anchor)). @param rewards [B]. @param prompts B prompts. @param anchor_rewards [B].
+  torch::Tensor advantages(const torch::Tensor& rewards, const std::vector<std::string>& prompts,
+                           const torch::Tensor& anchor_rewards)
+    requires(baseline_uses_anchor_v<First>)
+  {
+    return second_.advantages(first_.advantages(rewards, prompts, anchor_rewards), prompts);
+  }
+
+  /// @brief The first stage.
+  First& first() { return first_; }
+  /// @brief The second stage.
+  Second& second() { return second_; }
+
+ private:
+  First first_;
+  Second second_;
+};
+
+}  // namespace cxrl::core
