@@ -8,6 +8,8 @@
 /// registers "lora_A.weight" and "lora_B.weight" (the peft naming).
 #pragma once
 
+#include <cxrl/nn/meta.hpp>
+
 #include <torch/torch.h>
 
 #include <cmath>
@@ -32,8 +34,9 @@ class LoraLinearImpl : public torch::nn::Module {
                                   std::to_string(in_features) + ", " + std::to_string(out_features));
     // kaiming_uniform(a=sqrt(5)) on [out,in] reduces to U(-1/sqrt(in), 1/sqrt(in)), as in torch.nn.Linear.
     const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
-    weight = register_parameter("weight", torch::empty({out_features, in_features}).uniform_(-bound, bound));
-    if (with_bias) bias = register_parameter("bias", torch::empty({out_features}).uniform_(-bound, bound));
+    // Built on param_options()' device (see meta.hpp), so whole models can be built on the meta device.
+    weight = register_parameter("weight", torch::empty({out_features, in_features}, param_options()).uniform_(-bound, bound));
+    if (with_bias) bias = register_parameter("bias", torch::empty({out_features}, param_options()).uniform_(-bound, bound));
   }
 
   /// @brief W x + b, plus scale · B(A(x)) when an adapter is present, enabled and not merged.
