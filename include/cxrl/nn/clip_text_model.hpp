@@ -92,6 +92,16 @@ struct CLIPTextConfig {
     return c;
   }
 
+  /// @brief The transformers `config.json` fields of this config (`model_type` "clip_text_model").
+  nlohmann::json to_json() const {
+    return {{"model_type", "clip_text_model"}, {"architectures", {"CLIPTextModel"}},
+            {"vocab_size", vocab_size}, {"hidden_size", hidden_size}, {"intermediate_size", intermediate_size},
+            {"projection_dim", projection_dim}, {"num_hidden_layers", num_hidden_layers},
+            {"num_attention_heads", num_attention_heads}, {"max_position_embeddings", max_position_embeddings},
+            {"hidden_act", hidden_act}, {"layer_norm_eps", layer_norm_eps}, {"attention_dropout", attention_dropout},
+            {"pad_token_id", pad_token_id}, {"bos_token_id", bos_token_id}, {"eos_token_id", eos_token_id}};
+  }
+
   /// @brief Reads `config.json` from a file or a folder.
   /// @param file_or_dir path of config.json or of the folder holding it
   static CLIPTextConfig load(const std::filesystem::path& file_or_dir) {
