@@ -1,0 +1,306 @@
+// LoraAcePolicy: LoRA injection, exactness of the zero-initialised / disabled adapters, training moves the
+// output, merge, save/load, ACE gradients, frozen base, the anchor, and the Policy concept.
+#include "tiny_models.hpp"
+
+#include <cxrl/core/concepts.hpp>
+#include <cxrl/io/safetensors.hpp>
+#include <cxrl/io/state_dict.hpp>
+#include <cxrl/nn/autoencoder_kl.hpp>
+#include <cxrl/policy/lora_ace_policy.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <regex>
+
+using cxrl::policy::LoraAcePolicy;
+using cxrl::policy::LoraAcePolicyConfig;
+using namespace cxrl_test;
+
+static_assert(cxrl::core::Policy<LoraAcePolicy>);
+static_assert(cxrl::core::check_policy<LoraAcePolicy>());
+
+namespace {
+
+struct Inputs {
+  torch::Tensor x, t, c;
+  std::vector<std::string> prompts{"No acute cardiopulmonary process.", "Small right pleural effusion."};
+};
+
+Inputs make_inputs() {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(7);
+  Inputs in;
+  in.x = torch::randn({2, 1, 16, 16}, g);
+  in.t = torch::tensor({10, 700}, torch::kLong);
+  in.c = torch::randn({2, 77, 32}, g);
+  return in;
+}
+
+// A UNet with exactly the base weights of @p src (a separate copy, for a second policy).
+cxrl::nn::UNet2DConditionModel clone_unet(cxrl::nn::UNet2DConditionModel& src) {
+  auto u = cxrl::nn::UNet2DConditionModel(tiny_unet_config());
+  auto sd = cxrl::io::state_dict(*src);
+  cxrl::io::TensorMap base;
+  for (auto& [k, v] : sd)
+    if (k.find(".lora_") == std::string::npos) base.emplace(k, v);
+  cxrl::io::load_state_dict(*u, base);
+  return u;
+}
+
+std::filesystem::path temp_file(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / "cxrl_policy_tests";
+  std::filesystem::create_directories(d);
+  return d / name;
+}
+
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+}  // namespace
+
+TEST_CASE("LoRA is injected into every to_q/to_k/to_v/to_out.0 of attn1 and attn2", "[policy][lora]") {
+  auto unet = tiny_unet(1);
+  int64_t attentions = 0;
+  for (const auto& m : unet->named_modules("", false)) {
+    static const std::regex attn(R"((^|\.)attn[12]$)");
+    if (std::regex_search(m.key(), attn)) ++attentions;
+  }
+  REQUIRE(attentions == 8);  // 4 transformer blocks (down 1, mid 1, up 2) × (attn1, attn2)
+  LoraAcePolicyConfig cfg;
+  cfg.lora.rank = 2;
+  LoraAcePolicy p(unet, tiny_clip(2), clip_tokenizer(), nullptr, cfg);
+  CHECK(p.lora().size() == static_cast<std::size_t>(attentions * 4));
+  const auto sd = p.lora().state_dict();
+  CHECK(sd.size() == p.lora().size() * 2);
+  const std::string k = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight";
+  REQUIRE(sd.count(k));
+  CHECK(sd.at(k).sizes() == torch::IntArrayRef({2, 32}));  // [r, cross_attention_dim]
+  CHECK(sd.at("unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_out.0.lora_B.weight").sizes() ==
+        torch::IntArrayRef({64, 2}));
+  for (const auto& [key, v] : sd) {
+    CHECK(std::regex_match(key, std::regex(R"(unet\..*\.attn[12]\.(to_q|to_k|to_v|to_out\.0)\.lora_[AB]\.weight)")));
+    if (key.find("lora_B") != std::string::npos) CHECK(v.abs().max().item<float>() == 0.0f);
+  }
+  // A ~ N(0, 1/r²): with r = 2 the std is 0.5.
+  std::vector<torch::Tensor> a;
+  for (auto& [key, v] : sd)
+    if (key.find("lora_A") != std::string::npos) a.push_back(v.flatten());
+  CHECK(torch::cat(a).std().item<double>() == Approx(0.5).epsilon(0.1));
+  // Injecting twice is refused; a module without attention is refused.
+  CHECK_THROWS_WITH(cxrl::policy::LoraAdapters::inject(*unet, cfg.lora), Catch::Contains("already has a LoRA adapter"));
+  auto lin = torch::nn::Linear(3, 3);
+  CHECK_THROWS_WITH(cxrl::policy::LoraAdapters::inject(*lin, cfg.lora), Catch::Contains("no module path"));
+}
+
+TEST_CASE("LoRA through the policy: zero B is exact, training moves, disabling is bit-exact, merge ~ unmerged",
+          "[policy][lora]") {
+  auto in = make_inputs();
+  auto unet = tiny_unet(1);
+  torch::Tensor base;
+  {
+    torch::NoGradGuard ng;
+    base = unet->forward(in.x, in.t, in.c);
+  }
+  LoraAcePolicy p(unet, tiny_clip(2), clip_tokenizer());
+  {
+    torch::NoGradGuard ng;
+    CHECK(torch::equal(p.predict(in.x, in.t, in.c), base));  // lora_B = 0
+  }
+  torch::optim::Adam opt(p.trainable_parameters(), torch::optim::AdamOptions(1e-2));
+  auto loss = p.predict(in.x, in.t, p.encode(in.prompts)).pow(2).mean();
+  opt.zero_grad();
+  loss.backward();
+  opt.step();
+  torch::NoGradGuard ng;
+  const auto trained = p.predict(in.x, in.t, in.c);
+  CHECK(max_abs_diff(trained, base) > 1e-4);
+
+  p.set_adapters_enabled(false);  // the anchor
+  CHECK(torch::equal(p.predict(in.x, in.t, in.c), base));
+  CHECK(p.encode(in.prompts).size(1) == 77);  // no ACE tokens on the anchor
+  p.set_adapters_enabled(true);
+  CHECK(p.encode(in.prompts).size(1) == 80);
+  CHECK(torch::equal(p.predict(in.x, in.t, in.c), trained));
+
+  p.lora().set_scale(0.0);  // diffusers' scale=0: the base model again
+  CHECK(torch::equal(p.predict(in.x, in.t, in.c), base));
+  p.lora().set_scale(1.0);
+  CHECK(torch::equal(p.predict(in.x, in.t, in.c), trained));
+
+  // Merging is for inference: W + ΔW − ΔW restores W only up to round-off (documented in lora.hpp).
+  p.lora().merge();
+  CHECK(p.lora().merged());
+  const auto merged = p.predict(in.x, in.t, in.c);
+  CHECK(max_abs_diff(merged, trained) < 1e-5);
+  CHECK_THROWS(p.set_adapters_enabled(false));  // cannot skip a merged branch
+  p.lora().unmerge();
+  CHECK(max_abs_diff(p.predict(in.x, in.t, in.c), trained) < 1e-5);
+}
+
+TEST_CASE("ACE receives gradients through cross-attention; frozen parameters receive none", "[policy][ace]") {
+  auto in = make_inputs();
+  auto unet = tiny_unet(1);
+  auto clip = tiny_clip(2);
+  const auto base_tensors = unet->parameters().size() + clip->parameters().size();
+  LoraAcePolicy p(unet, clip, clip_tokenizer());
+  for (const auto& t : p.trainable_parameters()) CHECK(t.requires_grad());
+  const auto c = p.encode(in.prompts);
+  REQUIRE(c.size(1) == 3 + 77);
+  // c = [c_s, c_p]: the first N rows are the tokens, the rest the frozen encoder output.
+  CHECK(torch::equal(c.narrow(1, 0, 3)[1].detach(), p.ace()->tokens.detach()));
+  CHECK(torch::equal(c.narrow(1, 3, 77).detach(), p.encode_frozen(in.prompts)));
+  auto loss = p.predict(in.x, in.t, c).pow(2).mean();
+  loss.backward();
+  const auto& g = p.ace()->tokens.grad();
+  REQUIRE(g.defined());
+  CHECK(g.abs().sum().item<double>() > 0.0);
+  // Cross-attention is the only path: attn2 of the LoRA'd layers sees a context 3 rows longer.
+  int64_t lora_b_with_grad = 0;
+  for (auto& t : p.lora().targets())
+    if (t.layer->lora_B->weight.grad().defined() && t.layer->lora_B->weight.grad().abs().sum().item<double>() > 0)
+      ++lora_b_with_grad;
+  CHECK(lora_b_with_grad == static_cast<int64_t>(p.lora().size()));
+  int64_t frozen = 0;
+  for (const auto& m : {static_cast<torch::nn::Module*>(unet.get()), static_cast<torch::nn::Module*>(clip.get())})
+    for (const auto& np : m->named_parameters()) {
+      if (np.key().find(".lora_") != std::string::npos) continue;
+      ++frozen;
+      CHECK_FALSE(np.value().requires_grad());
+      const auto& gr = np.value().grad();
+      CHECK((!gr.defined() || gr.abs().sum().item<double>() == 0.0));
+    }
+  CHECK(frozen == static_cast<int64_t>(base_tensors));
+
+  // Only ACE trainable ("w/o LoRA"): the gradient still reaches the tokens through the UNet.
+  LoraAcePolicyConfig only_ace;
+  only_ace.use_lora = false;
+  LoraAcePolicy q(tiny_unet(3), tiny_clip(4), clip_tokenizer(), nullptr, only_ace);
+  REQUIRE(q.trainable_parameters().size() == 1);
+  q.predict(in.x, in.t, q.encode(in.prompts)).pow(2).mean().backward();
+  CHECK(q.ace()->tokens.grad().abs().sum().item<double>() > 0.0);
+}
+
+TEST_CASE("w/o ACE is one flag; the unconditional prompt also gets ACE", "[policy][ace]") {
+  auto in = make_inputs();
+  LoraAcePolicyConfig cfg;
+  cfg.use_ace = false;
+  LoraAcePolicy p(tiny_unet(1), tiny_clip(2), clip_tokenizer(), nullptr, cfg);
+  CHECK(p.trainable_parameters().size() == p.lora().size() * 2);
+  CHECK(p.encode(in.prompts).size(1) == 77);
+  CHECK_FALSE(p.ace_active());
+
+  LoraAcePolicyConfig five;
+  five.ace.num_tokens = 5;
+  LoraAcePolicy q(tiny_unet(1), tiny_clip(2), clip_tokenizer(), nullptr, five);
+  torch::NoGradGuard ng;
+  const auto u = q.encode({""});
+  CHECK(u.size(1) == 5 + 77);
+  CHECK(torch::equal(u[0].narrow(0, 0, 5), q.ace()->tokens));
+  CHECK(q.ace()->tokens.std().item<double>() == Approx(0.02).epsilon(0.3));
+  q.init_ace_from_text("chest x-ray");
+  CHECK(torch::equal(q.ace()->tokens, q.encode_frozen({"chest x-ray"})[0].narrow(0, 1, 5)));
+}
+
+TEST_CASE("anchor shares the base weights: no second copy", "[policy][anchor]") {
+  auto unet = tiny_unet(1);
+  auto clip = tiny_clip(2);
+  int64_t base_elems = 0;
+  std::map<std::string, const void*> ptrs;
+  for (const auto& np : unet->named_parameters()) base_elems += np.value().numel(), ptrs[np.key()] = np.value().data_ptr();
+  LoraAcePolicy p(unet, clip, clip_tokenizer());
+  p.set_adapters_enabled(false);
+  int64_t after = 0, adapter = 0;
+  for (const auto& np : p.unet()->named_parameters()) {
+    after += np.value().numel();
+    if (ptrs.count(np.key())) CHECK(np.value().data_ptr() == ptrs.at(np.key()));
+  }
+  for (const auto& t : p.trainable_parameters()) adapter += t.numel();
+  CHECK(after + p.ace()->tokens.numel() == base_elems + adapter);
+  CHECK(adapter < base_elems / 10);
+  torch::NoGradGuard ng;
+  const std::vector<std::string> prompts{"Mild cardiomegaly."};
+  auto ids = torch::tensor(clip_tokenizer()->encode_padded(prompts[0]).input_ids, torch::kLong).unsqueeze(0);
+  CHECK(torch::equal(p.encode(prompts), clip->forward(ids).last_hidden_state));  // anchor = plain SD conditioning
+}
+
+TEST_CASE("adapters save/load round trip is bit-exact and strict", "[policy][io]") {
+  auto in = make_inputs();
+  auto unet = tiny_unet(1);
+  auto clip = tiny_clip(2);
+  LoraAcePolicy p(unet, clip, clip_tokenizer());
+  torch::optim::Adam opt(p.trainable_parameters(), torch::optim::AdamOptions(1e-2));
+  p.predict(in.x, in.t, p.encode(in.prompts)).pow(2).mean().backward();
+  opt.step();
+  const auto file = temp_file("adapters.safetensors");
+  p.save_adapters(file, {{"step", "1"}});
+
+  cxrl::io::SafeTensorsFile f(file);
+  CHECK(f.metadata().at("lora_rank") == "4");
+  CHECK(f.metadata().at("ace_num_tokens") == "3");
+  CHECK(f.metadata().at("step") == "1");
+  CHECK(f.keys().size() == p.lora().size() * 2 + 1);
+
+  LoraAcePolicyConfig other;
+  other.lora.seed = 99;
+  other.ace.seed = 99;
+  LoraAcePolicy q(clone_unet(unet), clip, clip_tokenizer(), nullptr, other);
+  q.load_adapters(file);
+  for (auto& [k, v] : p.lora().state_dict()) CHECK(torch::equal(v, q.lora().state_dict().at(k)));
+  CHECK(torch::equal(p.ace()->tokens, q.ace()->tokens));
+  torch::NoGradGuard ng;
+  CHECK(torch::equal(p.predict(in.x, in.t, p.encode(in.prompts)), q.predict(in.x, in.t, q.encode(in.prompts))));
+
+  LoraAcePolicyConfig no_ace;
+  no_ace.use_ace = false;
+  LoraAcePolicy r(clone_unet(unet), clip, clip_tokenizer(), nullptr, no_ace);
+  CHECK_THROWS_WITH(r.load_adapters(file), Catch::Contains("ace.tokens") && Catch::Contains("use_ace = false"));
+  LoraAcePolicyConfig rank8;
+  rank8.lora.rank = 8;
+  rank8.lora.alpha = 8;
+  LoraAcePolicy s(clone_unet(unet), clip, clip_tokenizer(), nullptr, rank8);
+  CHECK_THROWS_WITH(s.load_adapters(file), Catch::Contains("lora_rank"));
+  // A file missing one adapter tensor is reported by key.
+  auto sd = cxrl::io::load_safetensors(file);
+  const auto victim = sd.begin()->first;
+  sd.erase(sd.begin());
+  const auto broken = temp_file("broken.safetensors");
+  cxrl::io::save_safetensors(broken, sd);
+  LoraAcePolicy t(clone_unet(unet), clip, clip_tokenizer(), nullptr, other);
+  CHECK_THROWS_WITH(t.load_adapters(broken), Catch::Contains(victim) && Catch::Contains("missing"));
+  std::filesystem::remove(file);
+  std::filesystem::remove(broken);
+}
+
+TEST_CASE("decode maps pixel samples and VAE latents to [0,1]", "[policy][decode]") {
+  torch::NoGradGuard ng;
+  LoraAcePolicy p(tiny_unet(1), tiny_clip(2), clip_tokenizer());
+  CHECK(p.sample_shape() == std::vector<int64_t>{1, 16, 16});
+  auto x = torch::tensor({-2.0f, -1.0f, 0.0f, 0.5f, 1.0f, 3.0f}).view({1, 1, 2, 3});
+  CHECK(torch::equal(p.decode(x), torch::tensor({0.0f, 0.0f, 0.5f, 0.75f, 1.0f, 1.0f}).view({1, 1, 2, 3})));
+
+  // Latent model: a UNet with 4 input channels and a small VAE; decode = vae.decode(x / scaling_factor).
+  auto uc = tiny_unet_config();
+  uc.in_channels = uc.out_channels = 4;
+  uc.sample_size = 8;
+  torch::manual_seed(5);
+  cxrl::nn::UNet2DConditionModel unet(uc);
+  cxrl::nn::AutoencoderKLConfig vc;
+  vc.block_out_channels = {32, 32};
+  vc.down_block_types = {"DownEncoderBlock2D", "DownEncoderBlock2D"};
+  vc.up_block_types = {"UpDecoderBlock2D", "UpDecoderBlock2D"};
+  vc.norm_num_groups = 8;
+  cxrl::nn::AutoencoderKL vae(vc);
+  LoraAcePolicy q(unet, tiny_clip(2), clip_tokenizer(), vae);
+  CHECK(q.sample_shape() == std::vector<int64_t>{4, 8, 8});
+  auto z = torch::randn({2, 4, 8, 8});
+  auto img = q.decode(z);
+  CHECK(img.sizes() == torch::IntArrayRef({2, 3, 16, 16}));
+  CHECK(torch::equal(img, (vae->decode(z / 0.18215) / 2 + 0.5).clamp(0, 1)));
+  CHECK(img.min().item<float>() >= 0.0f);
+  CHECK(img.max().item<float>() <= 1.0f);
+  for (const auto& prm : vae->parameters()) CHECK_FALSE(prm.requires_grad());
+
+  auto bad = tiny_unet_config();
+  bad.cross_attention_dim = {48};
+  CHECK_THROWS_WITH(LoraAcePolicy(cxrl::nn::UNet2DConditionModel(bad), tiny_clip(2), clip_tokenizer()),
+                    Catch::Contains("cross_attention_dim"));
+}
