@@ -1,0 +1,34 @@
+// cxrl_mimic: the reference program of the CXRL instantiation. Each subcommand lives in
+// examples/cxrl_mimic/cmd_<name>.hpp and registers itself with add_<name>_command(app).
+#include "cxrl_mimic/cmd_data.hpp"
+#include "cxrl_mimic/cmd_make_mimic_fixture.hpp"
+#include "cxrl_mimic/cmd_phantoms.hpp"
+#if __has_include("cxrl_mimic/cmd_label.hpp")
+#include "cxrl_mimic/cmd_label.hpp"
+#define CXRL_MIMIC_HAS_LABEL 1
+#endif
+
+#include <CLI/CLI.hpp>
+
+#include <exception>
+#include <iostream>
+
+int main(int argc, char** argv) {
+  CLI::App app{"cxrl_mimic — CXRL (report → chest X-ray): phantom world, MIMIC-CXR-JPG data, labels, training"};
+  app.require_subcommand(1);
+  cxrl_mimic::add_phantoms_command(app);
+  cxrl_mimic::add_make_mimic_fixture_command(app);
+  cxrl_mimic::add_data_command(app);
+#ifdef CXRL_MIMIC_HAS_LABEL
+  cxrl_mimic::add_label_command(app);
+#endif
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}
