@@ -18,23 +18,23 @@ const ClipTokenizer& tok() {
   return t;
 }
 
-std::string utf8(std::u32string_view s) { return unicode::encode_utf8(s); }
+std::string utf8(std::u32string_view s) { return clip_unicode::encode_utf8(s); }
 
 }  // namespace
 
 TEST_CASE("utf8 decode/encode round trip and replacement of malformed bytes", "[text][clip_tokenizer]") {
   const std::string s = "a\xC3\xA9\xE2\x89\xA5\xF0\x9F\x98\x80";  // a é ≥ 😀
-  const auto cps = unicode::decode_utf8(s);
+  const auto cps = clip_unicode::decode_utf8(s);
   REQUIRE(cps == std::u32string{U'a', 0xE9, 0x2265, 0x1F600});
-  CHECK(unicode::encode_utf8(cps) == s);
+  CHECK(clip_unicode::encode_utf8(cps) == s);
   // lone continuation byte, truncated 3-byte sequence, overlong '/'
-  CHECK(unicode::decode_utf8("\x80x") == std::u32string{0xFFFD, U'x'});
-  CHECK(unicode::decode_utf8("\xE2\x89") == std::u32string{0xFFFD, 0xFFFD});
-  CHECK(unicode::decode_utf8("\xC0\xAF") == std::u32string{0xFFFD, 0xFFFD});
+  CHECK(clip_unicode::decode_utf8("\x80x") == std::u32string{0xFFFD, U'x'});
+  CHECK(clip_unicode::decode_utf8("\xE2\x89") == std::u32string{0xFFFD, 0xFFFD});
+  CHECK(clip_unicode::decode_utf8("\xC0\xAF") == std::u32string{0xFFFD, 0xFFFD});
 }
 
 TEST_CASE("unicode letter/number/space classes follow \\p{L}, \\p{N}, \\s", "[text][clip_tokenizer]") {
-  using namespace unicode;
+  using namespace clip_unicode;
   CHECK(is_letter(U'a'));
   CHECK(is_letter(0xE9));     // é
   CHECK(is_letter(0x3B1));    // α
@@ -63,7 +63,7 @@ TEST_CASE("unicode letter/number/space classes follow \\p{L}, \\p{N}, \\s", "[te
 
 TEST_CASE("ftfy subset: entities, quotes, width, ligatures, line breaks, NFC", "[text][clip_tokenizer]") {
   auto clean = [](std::string_view s, CleanFlavor f = CleanFlavor::transformers) {
-    return unicode::encode_utf8(clean_text(s, f));
+    return clip_unicode::encode_utf8(clean_text(s, f));
   };
   CHECK(clean("L &gt; R, 5&#37; &#x41;") == "l > r, 5% a");
   CHECK(clean("&amp;gt;") == "&gt;");              // one pass in ftfy
@@ -84,7 +84,7 @@ TEST_CASE("ftfy subset: entities, quotes, width, ligatures, line breaks, NFC", "
 TEST_CASE("pre-tokeniser reproduces the CLIP pattern", "[text][clip_tokenizer]") {
   auto pieces = [](std::u32string_view s) {
     std::vector<std::string> out;
-    for (const auto& p : pre_tokenize(std::u32string(s))) out.push_back(unicode::encode_utf8(p));
+    for (const auto& p : pre_tokenize(std::u32string(s))) out.push_back(clip_unicode::encode_utf8(p));
     return out;
   };
   using V = std::vector<std::string>;

@@ -44,7 +44,7 @@ namespace cxrl::text {
 // ---------------------------------------------------------------------------------------------------------
 // UTF-8 and Unicode character classes
 // ---------------------------------------------------------------------------------------------------------
-namespace unicode {
+namespace clip_unicode {
 
 /// @brief Decodes UTF-8 into code points; malformed or truncated sequences become U+FFFD (one per bad byte),
 /// like Python's `bytes.decode("utf-8", errors="replace")` for the common cases.
@@ -188,7 +188,7 @@ constexpr char32_t to_lower(char32_t c) {
   return c;
 }
 
-}  // namespace unicode
+}  // namespace clip_unicode
 
 // ---------------------------------------------------------------------------------------------------------
 // Text cleanup
@@ -345,7 +345,7 @@ inline std::u32string whitespace_clean(const std::u32string& s) {
   out.reserve(s.size());
   bool pending = false;
   for (char32_t c : s) {
-    if (unicode::is_space(c)) { pending = !out.empty(); continue; }
+    if (clip_unicode::is_space(c)) { pending = !out.empty(); continue; }
     if (pending) out.push_back(' ');
     pending = false;
     out.push_back(c);
@@ -357,10 +357,10 @@ inline std::u32string whitespace_clean(const std::u32string& s) {
 /// @param text UTF-8 input
 /// @param flavor which reference's order to follow (identical unless the text has `<` and an entity)
 inline std::u32string clean_text(std::string_view text, CleanFlavor flavor = CleanFlavor::transformers) {
-  auto t = ftfy_fix_text(unicode::decode_utf8(text));
+  auto t = ftfy_fix_text(clip_unicode::decode_utf8(text));
   if (flavor == CleanFlavor::openai) t = detail::unescape_html(detail::unescape_html(t));
   t = whitespace_clean(t);
-  for (auto& c : t) c = unicode::to_lower(c);
+  for (auto& c : t) c = clip_unicode::to_lower(c);
   return t;
 }
 
@@ -374,7 +374,7 @@ inline std::u32string clean_text(std::string_view text, CleanFlavor flavor = Cle
 inline std::vector<std::u32string> pre_tokenize(const std::u32string& s) {
   static const std::u32string_view kSpecial[] = {U"<|startoftext|>", U"<|endoftext|>"};
   static const std::u32string_view kContractions[] = {U"'s", U"'t", U"'re", U"'ve", U"'m", U"'ll", U"'d"};
-  using unicode::is_letter, unicode::is_number, unicode::is_space;
+  using clip_unicode::is_letter, clip_unicode::is_number, clip_unicode::is_space;
   std::vector<std::u32string> out;
   std::size_t i = 0;
   const std::u32string_view sv(s);
@@ -479,7 +479,7 @@ class ClipTokenizer {
   std::vector<std::string> tokenize(std::string_view text, CleanFlavor flavor = CleanFlavor::transformers) const {
     std::vector<std::string> out;
     for (const auto& piece : pre_tokenize(clean_text(text, flavor))) {
-      const std::string utf8 = unicode::encode_utf8(piece);
+      const std::string utf8 = clip_unicode::encode_utf8(piece);
       if (utf8 == kBosToken || utf8 == kEosToken) { out.push_back(utf8); continue; }
       std::string mapped;
       for (unsigned char b : utf8) mapped += byte_encoder_[b];
@@ -629,7 +629,7 @@ class ClipTokenizer {
       const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
       const char32_t cp = printable ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++);
       byte_encoder_[b].clear();
-      unicode::append_utf8(byte_encoder_[b], cp);
+      clip_unicode::append_utf8(byte_encoder_[b], cp);
     }
   }
 
@@ -644,9 +644,9 @@ class ClipTokenizer {
   // short, and a stateless tokenizer is safe to share between threads.
   std::vector<std::string> bpe(const std::string& mapped) const {
     std::vector<std::string> word;
-    for (char32_t c : unicode::decode_utf8(mapped)) {
+    for (char32_t c : clip_unicode::decode_utf8(mapped)) {
       std::string s;
-      unicode::append_utf8(s, c);
+      clip_unicode::append_utf8(s, c);
       word.push_back(std::move(s));
     }
     if (word.empty()) return {};
