@@ -290,10 +290,10 @@ inline float spine_density(const Anatomy& a, float u, float v, float aa) {
 /// periphery (the lateral third of a normal lung is almost free of visible vessels).
 inline float markings(const Anatomy& a, float u, float v, int side) {
   const float sgn = side ? 1.f : -1.f;
-  const float hu = sgn * 0.19f + a.med_shift, hv = -0.02f;
+  const float hu = sgn * (a.med_hw + 0.03f) + a.med_shift, hv = -0.04f;  // hilum at the mediastinal border
   const float du = u - hu, dv = v - hv;
   const float r = std::sqrt(du * du + dv * dv);
-  if (r < 0.02f) return 1.f;
+  if (r < 0.02f) return 0.f;
   const float phi = std::atan2(dv, du * sgn);
   const float ph = a.marking_phase[side];
   const float wob = 0.35f * std::sin(9.f * r + ph) + 0.18f * std::sin(23.f * r + 2.f * ph);
@@ -303,7 +303,7 @@ inline float markings(const Anatomy& a, float u, float v, int side) {
   float c2 = 0.5f + 0.5f * std::cos(29.f * phi - 5.f * wob + 2.f * ph);
   c2 = c2 * c2;
   c2 = c2 * c2 * c2 * c2;  // ^8: finer branches further out
-  const float fall = std::exp(-r * 3.2f);
+  const float fall = std::exp(-r * 3.2f) * sstep(0.04f, 0.16f, r);  // no visible convergence point
   return fall * (c1 + 0.6f * c2 * sstep(0.08f, 0.25f, r));
 }
 
@@ -368,11 +368,11 @@ inline AnatomySample anatomy_at(const Anatomy& a, float u, float v, float aa, in
   dens += 0.05f * inside(hil, 0.05f);
   // Trachea and main bronchi: air column over the mediastinum.
   if (v < a.carina_v) {
-    dens -= 0.10f * band(u - a.med_shift * 0.5f, 0.032f, aa) * sstep(-1.05f, -0.85f, v);
+    dens -= 0.17f * band(u - a.med_shift * 0.5f, 0.034f, aa) * sstep(-1.05f, -0.85f, v);
   } else if (v < a.carina_v + 0.16f) {
     const float dv = v - a.carina_v;
     const float br = std::min(std::fabs(u - a.med_shift * 0.5f + 0.75f * dv), std::fabs(u - a.med_shift * 0.5f - 0.95f * dv));
-    dens -= 0.08f * band(br, 0.024f, aa) * (1.f - dv / 0.16f);
+    dens -= 0.13f * band(br, 0.026f, aa) * (1.f - dv / 0.16f);
   }
   // Bones.
   dens += spine_density(a, u - a.med_shift * 0.3f, v, aa);

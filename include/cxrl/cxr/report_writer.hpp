@@ -371,7 +371,7 @@ class ReportWriter {
     while (count_(join(is)) > max_tokens_ && !i_dev.empty()) {  // extremely long: drop device details
       is.resize(is.size() - i_dev.size());
       i_dev.clear();
-      is.emplace_back("Support devices in place.");
+      is.emplace_back(pool_ == PhrasingPool::heldout ? "Support devices are present." : "Support devices in place.");
     }
     for (const auto& n : negs) {
       is.push_back(n.text);

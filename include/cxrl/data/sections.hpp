@@ -110,24 +110,24 @@ inline std::string normalize_section_name(std::string_view raw) {
 
 /// @brief Split a MIMIC-CXR report into named sections (see the file comment for the rules).
 /// @param text report text (CRLF line ends are treated as LF)
-inline std::vector<Section> split_sections(std::string_view text_in) {
+inline std::vector<Section> split_sections(std::string_view text) {
   using namespace sections_detail;
-  std::string text(text_in);
-  text.erase(std::remove(text.begin(), text.end(), '\r'), text.end());
+  std::string t(text);
+  t.erase(std::remove(t.begin(), t.end(), '\r'), t.end());
   std::vector<Section> out;
-  auto m = find_header(text, 0);
+  auto m = find_header(t, 0);
   if (!m) {
-    out.push_back({"full report", text, 0});
+    out.push_back({"full report", t, 0});
   } else {
-    out.push_back({"preamble", text.substr(0, (*m)[1]), 0});
+    out.push_back({"preamble", t.substr(0, (*m)[1]), 0});
     while (m) {
-      const std::string name = normalize_section_name(std::string_view(text).substr((*m)[1], (*m)[2] - (*m)[1]));
+      const std::string name = normalize_section_name(std::string_view(t).substr((*m)[1], (*m)[2] - (*m)[1]));
       const std::size_t start = (*m)[3];
-      std::size_t skip = text.find('\n', start);
+      std::size_t skip = t.find('\n', start);
       if (skip == std::string::npos) skip = start;
-      m = find_header(text, skip);
-      const std::size_t end = m ? (*m)[0] : text.size();
-      out.push_back({name, text.substr(start, end - start), start});
+      m = find_header(t, skip);
+      const std::size_t end = m ? (*m)[0] : t.size();
+      out.push_back({name, t.substr(start, end - start), start});
     }
   }
   for (std::size_t i = out.size(); i-- > 0;)
