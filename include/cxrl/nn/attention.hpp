@@ -37,6 +37,9 @@ inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const 
                                                   int64_t max_score_elements = int64_t{1} << 22) {
   const int64_t B = q.size(0), N = q.size(1), M = k.size(1);
   const int64_t d = q.size(2) / heads, dv = v.size(2) / heads;
+  if (FlopCounter::active())
+    FlopCounter::add(2.0 * static_cast<double>(B * heads) * static_cast<double>(N) * static_cast<double>(M) *
+                     static_cast<double>(d + dv));
   auto qh = q.view({B, N, heads, d}).transpose(1, 2);   // [B, h, N, d]
   auto kh = k.view({B, M, heads, d}).transpose(1, 2);   // [B, h, M, d]
   auto vh = v.view({B, M, heads, dv}).transpose(1, 2);  // [B, h, M, dv]

@@ -38,7 +38,10 @@ class LinearImpl : public torch::nn::Module {
   }
   /// @brief x Wᵀ + b.
   /// @param x input [..., in_features]
-  torch::Tensor forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    if (FlopCounter::active()) FlopCounter::add(2.0 * static_cast<double>(x.numel()) * static_cast<double>(weight.size(0)));
+    return torch::linear(x, weight, bias);
+  }
   torch::Tensor weight;  ///< [out, in]
   torch::Tensor bias;    ///< [out] or undefined
 };
@@ -65,7 +68,10 @@ class Conv2dImpl : public torch::nn::Module {
   /// @brief 2-D cross-correlation.
   /// @param x input [B, C_in, H, W]
   torch::Tensor forward(const torch::Tensor& x) {
-    return torch::conv2d(x, weight, bias, {stride_, stride_}, {padding_, padding_});
+    auto y = torch::conv2d(x, weight, bias, {stride_, stride_}, {padding_, padding_});
+    if (FlopCounter::active())
+      FlopCounter::add(2.0 * static_cast<double>(y.numel()) * static_cast<double>(weight[0].numel()));
+    return y;
   }
   torch::Tensor weight;  ///< [out, in, k, k]
   torch::Tensor bias;    ///< [out] or undefined

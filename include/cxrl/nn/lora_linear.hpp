@@ -43,7 +43,12 @@ class LoraLinearImpl : public torch::nn::Module {
   /// @param x input [..., in_features]
   torch::Tensor forward(const torch::Tensor& x) {
     auto y = torch::linear(x, weight, bias);
-    if (lora_A && enabled_ && !merged_) y = y + lora_B(lora_A(x)) * scale_;
+    const bool branch = lora_A && enabled_ && !merged_;
+    if (FlopCounter::active())
+      FlopCounter::add(2.0 * static_cast<double>(x.numel()) *
+                       (static_cast<double>(out_features_) +
+                        (branch ? static_cast<double>(rank_) * (1.0 + static_cast<double>(out_features_) / in_features_) : 0.0)));
+    if (branch) y = y + lora_B(lora_A(x)) * scale_;
     return y;
   }
 

@@ -43,6 +43,34 @@ class ParamScope {
   torch::TensorOptions saved_;
 };
 
+/// @brief Counts the floating-point operations of matrix products and convolutions run by cxrl layers on
+///        this thread while in scope (2 per multiply-add; norms, activations and element-wise ops are not
+///        counted). Used by benchmarks to report achieved GFLOP/s; costs one branch per layer call otherwise.
+class FlopCounter {
+ public:
+  FlopCounter() : saved_(slot()) { slot() = this; }
+  ~FlopCounter() { slot() = saved_; }
+  FlopCounter(const FlopCounter&) = delete;
+  FlopCounter& operator=(const FlopCounter&) = delete;
+  /// @brief FLOPs counted so far.
+  double flops() const { return flops_; }
+  /// @brief Adds @p f FLOPs to the innermost active counter, if any.
+  /// @param f floating-point operations
+  static void add(double f) {
+    if (auto* c = slot()) c->flops_ += f;
+  }
+  /// @brief Whether a counter is active on this thread.
+  static bool active() { return slot() != nullptr; }
+
+ private:
+  static FlopCounter*& slot() {
+    thread_local FlopCounter* c = nullptr;
+    return c;
+  }
+  FlopCounter* saved_;
+  double flops_ = 0;
+};
+
 /// @brief Sizes of a module's state: counts only, no tensor data read (works on meta tensors).
 struct ParameterCount {
   int64_t parameters = 0;        ///< elements over all parameters

@@ -1,0 +1,153 @@
+// UNet2DConditionModel throughput: forward and forward+backward for the unet_gray fixture config and for a
+// ~75M-parameter SD-shaped config at 32x32 latents. Reports images/s, achieved GFLOP/s (matmul + conv FLOPs
+// counted by cxrl::nn::FlopCounter during one forward; backward counted as 2x forward), the GFLOP/s of a
+// square float32 GEMM measured in this process, their ratio, and peak RSS. Runs on CUDA when available.
+// Usage: bench_unet [path/to/unet_gray/config.json] [seconds per measurement]
+#include <cxrl/nn/unet_2d_condition.hpp>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <string>
+
+namespace fs = std::filesystem;
+using cxrl::nn::UNet2DConditionConfig;
+using cxrl::nn::UNet2DConditionModel;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+void sync(const torch::Device& d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+
+double peak_rss_mib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+// Runs f repeatedly for at least `seconds` (after one warm-up call); returns seconds per call.
+template <class F>
+double time_per_call(F&& f, const torch::Device& dev, double seconds) {
+  f();
+  sync(dev);
+  int n = 0;
+  const auto t0 = Clock::now();
+  double el = 0;
+  do {
+    f();
+    sync(dev);
+    ++n;
+    el = std::chrono::duration<double>(Clock::now() - t0).count();
+  } while (el < seconds);
+  return el / n;
+}
+
+double gemm_gflops(const torch::Device& dev, double seconds) {
+  const int64_t n = dev.is_cuda() ? 4096 : 1024;
+  auto opts = torch::TensorOptions().device(dev);
+  auto a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts);
+  torch::Tensor c;
+  const double s = time_per_call([&] { c = torch::mm(a, b); }, dev, seconds);
+  return 2.0 * n * n * n / s / 1e9;
+}
+
+struct Result {
+  std::string name;
+  int64_t params = 0, batch = 0, size = 0;
+  double fwd_s = 0, fwdbwd_s = 0, gflop_fwd = 0;
+};
+
+Result run(const std::string& name, const UNet2DConditionConfig& cfg, int64_t batch, int64_t size, int64_t ctx_len,
+           const torch::Device& dev, double seconds) {
+  Result r;
+  r.name = name;
+  r.batch = batch;
+  r.size = size;
+  cxrl::nn::ParamScope scope(dev);
+  UNet2DConditionModel unet(cfg);
+  r.params = cxrl::nn::count_parameters(*unet).parameters;
+  auto opts = torch::TensorOptions().device(dev);
+  auto x = torch::randn({batch, cfg.in_channels, size, size}, opts);
+  auto t = torch::randint(0, 1000, {batch}, opts.dtype(torch::kInt64));
+  auto c = torch::randn({batch, ctx_len, cfg.cross_attention_dim[0]}, opts);
+  {
+    torch::NoGradGuard ng;
+    cxrl::nn::FlopCounter fc;
+    unet(x, t, c);
+    r.gflop_fwd = fc.flops() / 1e9;
+  }
+  r.fwd_s = time_per_call(
+      [&] {
+        torch::NoGradGuard ng;
+        unet(x, t, c);
+      },
+      dev, seconds);
+  r.fwdbwd_s = time_per_call(
+      [&] {
+        unet->zero_grad();
+        unet(x, t, c).square().mean().backward();
+      },
+      dev, seconds);
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const fs::path gray_cfg = argc > 1 ? fs::path(argv[1])
+                                     : fs::path(__FILE__).parent_path() / ".." / "tests" / "data" / "unet_gray" / "config.json";
+  const double seconds = argc > 2 ? std::stod(argv[2]) : 3.0;
+  const torch::Device dev = torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  torch::manual_seed(0);
+  std::printf("device %s, threads %d\n", dev.str().c_str(), torch::get_num_threads());
+
+  const double gemm = gemm_gflops(dev, seconds);
+  std::printf("GEMM baseline: %.1f GFLOP/s\n", gemm);
+
+  auto gray = UNet2DConditionConfig::load(gray_cfg);
+  // SD v1.5 layout with 0.3x channels: (96, 192, 384, 384), 8 heads, CLIP-L context width.
+  UNet2DConditionConfig mini;
+  mini.block_out_channels = {96, 192, 384, 384};
+  mini.cross_attention_dim = {768};
+
+  std::vector<Result> results;
+  results.push_back(run("unet_gray", gray, dev.is_cuda() ? 32 : 4, 32, 77, dev, seconds));
+  results.push_back(run("sd_mini", mini, dev.is_cuda() ? 16 : 2, 32, 77, dev, seconds));
+
+  nlohmann::json js;
+  js["bench"] = "unet";
+  js["device"] = dev.str();
+  js["threads"] = torch::get_num_threads();
+  js["gemm_gflops"] = gemm;
+  std::printf("%-10s %10s %5s %5s %9s %10s %10s %9s %10s %10s %9s\n", "model", "params", "batch", "HxW", "GFLOP/img",
+              "fwd img/s", "fwd GF/s", "fwd/GEMM", "f+b img/s", "f+b GF/s", "f+b/GEMM");
+  for (const auto& r : results) {
+    const double fwd_gfs = r.gflop_fwd / r.fwd_s, fb_gfs = 3.0 * r.gflop_fwd / r.fwdbwd_s;
+    std::printf("%-10s %10lld %5lld %5lld %9.2f %10.2f %10.1f %9.3f %10.2f %10.1f %9.3f\n", r.name.c_str(),
+                static_cast<long long>(r.params), static_cast<long long>(r.batch), static_cast<long long>(r.size),
+                r.gflop_fwd / r.batch, r.batch / r.fwd_s, fwd_gfs, fwd_gfs / gemm, r.batch / r.fwdbwd_s, fb_gfs,
+                fb_gfs / gemm);
+    js[r.name] = {{"params", r.params},
+                  {"batch", r.batch},
+                  {"size", r.size},
+                  {"gflop_forward", r.gflop_fwd},
+                  {"forward_images_per_s", r.batch / r.fwd_s},
+                  {"forward_gflops", fwd_gfs},
+                  {"forward_over_gemm", fwd_gfs / gemm},
+                  {"fwdbwd_images_per_s", r.batch / r.fwdbwd_s},
+                  {"fwdbwd_gflops", fb_gfs},
+                  {"fwdbwd_over_gemm", fb_gfs / gemm}};
+  }
+  js["peak_rss_mib"] = peak_rss_mib();
+  std::printf("peak RSS %.0f MiB\n", peak_rss_mib());
+  std::cout << js.dump() << std::endl;
+  return 0;
+}
