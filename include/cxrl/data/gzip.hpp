@@ -75,6 +75,10 @@ inline std::string gunzip(const std::string& bytes, const std::string& source) {
   if (flg & 16) skip_z();  // FCOMMENT
   if (flg & 2) pos += 2;   // FHCRC
   if (pos + 8 > bytes.size()) throw fail("truncated header");
+  const std::size_t tail = bytes.size() - 8;
+  const std::uint32_t crc = b[tail] | (b[tail + 1] << 8) | (b[tail + 2] << 16) | (static_cast<std::uint32_t>(b[tail + 3]) << 24);
+  const std::uint32_t isize = b[tail + 4] | (b[tail + 5] << 8) | (b[tail + 6] << 16) | (static_cast<std::uint32_t>(b[tail + 7]) << 24);
+  if (isize == 0 && crc == 0) return {};  // empty member (stb's decoder rejects an empty final block)
   int outlen = 0;
   // The 8-byte trailer is passed along on purpose: stb's decoder (v2.27) reports a premature end when its
   // bit-buffer lookahead reaches the end of the input, so it needs slack after the final block.
@@ -82,8 +86,6 @@ inline std::string gunzip(const std::string& bytes, const std::string& source) {
   if (!out) throw fail("corrupt DEFLATE stream");
   std::string s(out, static_cast<std::size_t>(outlen));
   std::free(out);
-  const std::size_t tail = bytes.size() - 8;
-  const std::uint32_t crc = b[tail] | (b[tail + 1] << 8) | (b[tail + 2] << 16) | (static_cast<std::uint32_t>(b[tail + 3]) << 24);
   if (crc != crc32(s.data(), s.size())) throw fail("CRC-32 mismatch (multi-member or damaged file?)");
   return s;
 }
