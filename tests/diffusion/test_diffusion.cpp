@@ -350,3 +350,22 @@ TEST_CASE("diffusion_loss: MSE against the epsilon / v / x0 target", "[diffusion
   CHECK(max_abs(s.get_velocity(x0, noise, torch::tensor(500)), std::sqrt(a) * noise - std::sqrt(1 - a) * x0) < 1e-6);
   CHECK_THROWS_AS(diffusion_loss(s, x0.slice(0, 0, 2), x0, noise, t), std::invalid_argument);
 }
+
+TEST_CASE("trained_betas override the schedule; float64 samples stay float64", "[diffusion][schedule]") {
+  DDIMSchedulerConfig c;
+  c.num_train_timesteps = 4;
+  c.trained_betas = std::vector<double>{0.1, 0.2, 0.3, 0.4};
+  c.clip_sample = false;
+  DDIMScheduler s(c);
+  CHECK(max_abs(s.alphas_cumprod(), torch::tensor({0.9, 0.72, 0.504, 0.3024})) < 1e-6);
+  s.set_timesteps(2);  // leading: ratio 2 -> [2, 0]
+  CHECK(s.timesteps()[0].item<int64_t>() == 2);
+  auto x = torch::randn({2, 3}, torch::kFloat64), e = torch::randn({2, 3}, torch::kFloat64);
+  auto o64 = s.step(e, torch::tensor(2), x, 0.0);
+  CHECK(o64.prev_sample.scalar_type() == torch::kFloat64);
+  auto o32 = s.step(e.to(torch::kFloat32), torch::tensor(2), x.to(torch::kFloat32), 0.0);
+  CHECK(max_abs(o64.prev_sample, o32.prev_sample) < 1e-5);
+  auto lp = s.step_with_logprob(e, torch::tensor(2), x, 1.0, x);
+  CHECK(lp.log_prob.scalar_type() == torch::kFloat64);
+  CHECK(lp.log_prob.sizes() == torch::IntArrayRef{2});
+}

@@ -95,6 +95,11 @@ CXRL_GOLDEN_KIND("ddim") {
       // Teacher forcing with the eta step's own output and with an unrelated sample.
       lpg.push_back(sched.step_with_logprob(eps, t, x, eta, eta_prev_expected[k]).log_prob);
       lpo.push_back(sched.step_with_logprob(eps, t, x, eta, other).log_prob);
+      // At the final step (t - T//N < 0) diffusers' step() uses final_alpha_cumprod while ddpo clamps the
+      // previous timestep to 0 (alphas_cumprod[0]); the two agree exactly when set_alpha_to_one is false.
+      if (prev_t.back().item<int64_t>() < 0 && !cfg.set_alpha_to_one)
+        ctx.expect("step[" + std::to_string(k) + "] final step: step() mean == step_with_logprob mean",
+                   torch::equal(o1.mean, ls.mean), "final_alpha_cumprod == alphas_cumprod[0]");
     }
     ctx.check_io("step.prev_timesteps", torch::stack(prev_t), exact);
     ctx.check_io("step.variance", torch::stack(var));
