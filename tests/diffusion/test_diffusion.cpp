@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <numbers>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -106,7 +107,7 @@ TEST_CASE("config: load reads scheduler_config.json from a folder and reports mi
 TEST_CASE("schedule: cosine betas use float time and are capped at 0.999", "[diffusion][schedule]") {
   auto b = betas_for_alpha_bar(1000);
   auto abar = [](double t) {
-    const double c = std::cos((t + 0.008) / 1.008 * M_PI / 2);
+    const double c = std::cos((t + 0.008) / 1.008 * std::numbers::pi / 2);
     return c * c;
   };
   CHECK(b[0].item<float>() == static_cast<float>(1 - abar(0.001) / abar(0.0)));
@@ -250,7 +251,7 @@ TEST_CASE("step_with_logprob: Gaussian density and gradient through the mean onl
   auto e = eps.detach().to(torch::kFloat64), xd = x.to(torch::kFloat64), pd = prev.to(torch::kFloat64);
   auto x0 = (xd - std::sqrt(1 - at) * e) / std::sqrt(at);
   auto mean = std::sqrt(ap) * x0 + std::sqrt(1 - ap - sd * sd) * e;
-  auto lp = (-(pd - mean).pow(2) / (2 * sd * sd) - std::log(sd) - 0.5 * std::log(2 * M_PI)).mean({1, 2, 3});
+  auto lp = (-(pd - mean).pow(2) / (2 * sd * sd) - std::log(sd) - 0.5 * std::log(2 * std::numbers::pi)).mean({1, 2, 3});
   CHECK(max_abs(o.log_prob, lp) < 1e-4);
   CHECK(o.std_dev_t.item<double>() == Approx(sd).epsilon(1e-5));
   // d log_prob / d eps = (prev - mean) / sd^2 * dmean/deps / D, dmean/deps = sqrt(1-ap-sd^2) - sqrt(ap (1-at)/at).
