@@ -22,17 +22,22 @@ nlohmann::json read_json(const std::filesystem::path& p) {
 }  // namespace
 
 TEST_CASE("CLIP ViT-L/14 text encoder has the reference parameter count", "[nn][clip_text]") {
-  // Config copied from fixtures/sd15_configs; counts from its params.json (CLIPTextModel, transformers 4.30.2).
-  const auto cfg = CLIPTextConfig::load(kData / "clip_vit_l14_text" / "config.json");
+  // sd15_configs/params.json: counts from instantiating CLIPTextModel (transformers 4.30.2):
+  // 123,060,480 parameters, 197 state-dict tensors incl. the I64 buffer text_model.embeddings.position_ids.
+  const auto dir = kData / "sd15_configs";
+  const auto cfg = CLIPTextConfig::load(dir / "clip_vit_l14_text_config.json");
+  const auto ref = read_json(dir / "params.json").at("clip_vit_l14_text_encoder");
   CHECK(cfg.hidden_act == "quick_gelu");
   CLIPTextModel m(cfg);
   int64_t params = 0, tensors = 0, elements = 0;
   for (const auto& p : m->named_parameters()) params += p.value().numel(), ++tensors, elements += p.value().numel();
   for (const auto& b : m->named_buffers()) ++tensors, elements += b.value().numel();
+  CHECK(params == ref.at("num_parameters").get<int64_t>());
   CHECK(params == 123060480);
-  CHECK(tensors == 197);  // incl. the I64 buffer text_model.embeddings.position_ids [1, 77]
-  CHECK(elements == 123060557);
-  CHECK(m->named_buffers().contains("text_model.embeddings.position_ids"));
+  CHECK(tensors == ref.at("num_state_dict_tensors").get<int64_t>());
+  CHECK(elements == ref.at("num_state_dict_elements").get<int64_t>());
+  CHECK(ref.at("parameters_by_top_level_module").at("text_model").get<int64_t>() == params);
+  for (const auto& b : ref.at("buffers_in_state_dict")) CHECK(m->named_buffers().contains(b.get<std::string>()));
 }
 
 TEST_CASE("CLIP text checkpoints load with or without position_ids", "[nn][clip_text]") {
