@@ -4,7 +4,7 @@
  *
  * Each concept has a checker (`check_policy<P>()`, …) with one `static_assert` per member, so a type
  * that misses a member gets an error naming that member and the page that documents it
- * (docs/concepts/<concept>.md), in the style of ensmallen's function-type checks.
+ * (docs/concepts/policy.md, sampler.md, reward.md, baseline.md), in the style of ensmallen's function-type checks.
  * The library's own templates (Trainer, RewardSum terms) call the checkers instead of constraining
  * their parameters, so the readable message is what the user sees first.
  */

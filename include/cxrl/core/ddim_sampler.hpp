@@ -1,0 +1,228 @@
+/**
+ * @file ddim_sampler.hpp
+ * @brief The DDPO sampler: stochastic DDIM over any Policy, recording latents and per-step log-probs,
+ *        with classifier-free guidance, teacher-forced log-prob recomputation and the anchor pass.
+ *
+ * Follows ddpo-pytorch `pipeline_with_logprob` (sampling) and the training block of `scripts/train.py`
+ * (log-prob of the recorded next latent under the current model).
+ */
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cxrl/core/adapters_guard.hpp"
+#include "cxrl/core/concepts.hpp"
+#include "cxrl/core/trajectory.hpp"
+#include "cxrl/diffusion/ddim.hpp"
+#include "cxrl/diffusion/guidance.hpp"
+
+namespace cxrl::core {
+
+/// @brief Settings of DdimSampler (ddpo-pytorch `config.sample` names and defaults).
+struct DdimSamplerConfig {
+  int64_t num_steps = 50;        ///< DDIM inference steps T.
+  double eta = 1.0;              ///< DDIM noise weight; > 0 so that transitions have a density.
+  double guidance_scale = 5.0;   ///< classifier-free guidance weight w; 1 disables CFG (no unconditional pass).
+  /**
+   * @brief Re-encode the prompts with gradient in log_prob() (needed when the condition itself is trained,
+   *        e.g. CXRL's adaptive condition embeddings); false reuses the recorded, detached conditions as
+   *        ddpo-pytorch does.
+   */
+  bool reencode_prompts = true;
+};
+
+/**
+ * @brief Stochastic DDIM sampler with log-probabilities for DDPO (models the Sampler concept).
+ *
+ * The anchor pass (`sample_anchor`) starts from the policy's own x_T but draws its per-step noise from the
+ * generator it is given: sharing x_T pairs the comparison, while independent per-step noise keeps the
+ * anchor's reward independent of the policy's actions (an unbiased baseline; with shared noise an
+ * untrained policy would equal its anchor exactly and every comparative reward would be 0).
+ */
+class DdimSampler {
+ public:
+  /**
+   * @brief A sampler.
+   * @param scheduler the DDIM scheduler (its timesteps are set to cfg.num_steps here).
+   * @param cfg sampling settings.
+   * @throws std::invalid_argument for num_steps < 1, eta <= 0 or a non-finite guidance scale.
+   */
+  explicit DdimSampler(diffusion::DDIMScheduler scheduler, DdimSamplerConfig cfg = {})
+      : scheduler_(std::move(scheduler)), cfg_(cfg) {
+    if (cfg_.num_steps < 1)
+      throw std::invalid_argument("cxrl::core::DdimSampler: num_steps must be >= 1, got " + std::to_string(cfg_.num_steps));
+    if (!(cfg_.eta > 0.0))
+      throw std::invalid_argument("cxrl::core::DdimSampler: eta must be > 0 (log-probs need a stochastic step), got " +
+                                  std::to_string(cfg_.eta));
+    if (!std::isfinite(cfg_.guidance_scale))
+      throw std::invalid_argument("cxrl::core::DdimSampler: guidance_scale must be finite");
+    scheduler_.set_timesteps(cfg_.num_steps);
+    // ddpo-pytorch clamps the last step's previous timestep to 0; if that step starts at t = 0 too, the
+    // transition has zero variance and its log-density is NaN. Stable Diffusion avoids it with steps_offset = 1.
+    if (scheduler_.timesteps().min().item<int64_t>() <= 0)
+      throw std::invalid_argument(
+          "cxrl::core::DdimSampler: the scheduler's last timestep is 0, where the stochastic DDIM step has zero "
+          "variance and no log-probability; use steps_offset = 1 (Stable Diffusion's scheduler_config.json) or "
+          "timestep_spacing = trailing");
+  }
+
+  /// @brief Whether classifier-free guidance is on (guidance_scale != 1).
+  bool guidance_enabled() const { return cfg_.guidance_scale != 1.0; }
+  /// @brief The settings.
+  const DdimSamplerConfig& config() const { return cfg_; }
+  /// @brief The scheduler.
+  const diffusion::DDIMScheduler& scheduler() const { return scheduler_; }
+  /// @brief Number of denoising steps T.
+  int64_t num_steps() const { return scheduler_.timesteps().size(0); }
+
+  /**
+   * @brief Samples one batch under no-grad: x_T ~ N(0, I) from @p gen, then T stochastic DDIM steps.
+   * @tparam P a Policy.
+   * @param policy the policy (adapters as they are).
+   * @param prompts B prompts.
+   * @param gen generator for x_T and every step's noise.
+   */
+  template <class P>
+  Trajectory sample(P& policy, const std::vector<std::string>& prompts, at::Generator& gen) {
+    static_assert(check_policy<P>());
+    if (prompts.empty()) throw std::invalid_argument("cxrl::core::DdimSampler::sample: no prompts given");
+    torch::NoGradGuard no_grad;
+    const auto b = static_cast<int64_t>(prompts.size());
+    Trajectory traj;
+    traj.prompts = prompts;
+    traj.conditions = policy.encode(prompts);
+    if (guidance_enabled()) traj.unconditional = encode_unconditional(policy, b);
+
+    std::vector<int64_t> shape{b};
+    for (int64_t d : std::vector<int64_t>(policy.sample_shape())) shape.push_back(d);
+    const auto opts = latent_options(traj.conditions);
+    auto x_T = torch::randn(shape, gen, torch::TensorOptions().dtype(torch::kFloat).device(gen.device()))
+                   .to(opts.device(), opts.dtype().toScalarType());
+    auto [latents, log_probs] = denoise(policy, x_T, traj.conditions, traj.unconditional, gen);
+    traj.latents = latents;
+    traj.log_probs = log_probs;
+    traj.timesteps = scheduler_.timesteps().to(x_T.device()).unsqueeze(0).expand({b, num_steps()}).contiguous();
+    traj.images = policy.decode(latents.select(1, num_steps()));
+    return traj;
+  }
+
+  /**
+   * @brief Runs the anchor (policy with adapters disabled) from the trajectory's own x_T and stores its
+   *        final latents and images in `traj.anchor_latents` / `traj.anchor_images`.
+   * @tparam P a Policy.
+   * @param policy the policy; its adapters are disabled for the call and restored after.
+   * @param traj a trajectory returned by sample().
+   * @param gen generator for the anchor's per-step noise (independent of the policy's; see the class notes).
+   */
+  template <class P>
+  void sample_anchor(P& policy, Trajectory& traj, at::Generator& gen) {
+    static_assert(check_policy<P>());
+    if (!traj.latents.defined()) throw std::invalid_argument("cxrl::core::DdimSampler::sample_anchor: empty trajectory");
+    torch::NoGradGuard no_grad;
+    AdaptersDisabled<P> anchor(policy);
+    // Condition encoded by the anchor too: trained condition embeddings are adapters as well.
+    auto cond = policy.encode(traj.prompts);
+    torch::Tensor uncond = guidance_enabled() ? encode_unconditional(policy, traj.batch_size()) : torch::Tensor{};
+    auto [latents, log_probs] = denoise(policy, traj.latents.select(1, 0), cond, uncond, gen);
+    traj.anchor_latents = latents.select(1, num_steps()).contiguous();
+    traj.anchor_images = policy.decode(traj.anchor_latents);
+  }
+
+  /**
+   * @brief log p_θ(x_{t-1} | x_t, c) of the recorded transitions at per-sample step indices, with gradient.
+   *
+   * Teacher-forced on the recorded next latent, with CFG when the trajectory carries an unconditional
+   * embedding (ddpo-pytorch `train.cfg`).
+   * @tparam P a Policy.
+   * @param policy the policy being trained.
+   * @param traj recorded trajectories (B of them).
+   * @param steps int64 [B] step index per sample in [0, T).
+   * @return [B] log-probabilities.
+   */
+  template <class P>
+  torch::Tensor log_prob(P& policy, const Trajectory& traj, const torch::Tensor& steps) {
+    static_assert(check_policy<P>());
+    const int64_t b = traj.batch_size();
+    if (!steps.defined() || steps.dim() != 1 || steps.size(0) != b)
+      throw std::invalid_argument("cxrl::core::DdimSampler::log_prob: steps must be int64 [B] with B = " + std::to_string(b));
+    auto idx = steps.to(traj.latents.device(), torch::kLong);
+    if (b > 0 && (idx.min().item<int64_t>() < 0 || idx.max().item<int64_t>() >= traj.num_steps()))
+      throw std::out_of_range("cxrl::core::DdimSampler::log_prob: step index outside [0, " +
+                              std::to_string(traj.num_steps()) + ")");
+    auto rows = torch::arange(b, idx.options());
+    auto x_t = traj.latents.index({rows, idx});
+    auto x_prev = traj.latents.index({rows, idx + 1});
+    auto t = traj.timesteps.index({rows, idx});
+    torch::Tensor cond = traj.conditions, uncond = traj.unconditional;
+    if (cfg_.reencode_prompts) {
+      cond = policy.encode(traj.prompts);
+      if (uncond.defined()) uncond = encode_unconditional(policy, b);
+    }
+    auto out = guided_prediction(policy, x_t, t, cond, uncond);
+    return scheduler_.step_with_logprob(out, t, x_t, cfg_.eta, x_prev).log_prob;
+  }
+
+  /**
+   * @brief log_prob() at the same step index for every sample.
+   * @tparam P a Policy.
+   * @param policy the policy being trained.
+   * @param traj recorded trajectories.
+   * @param step step index in [0, T).
+   */
+  template <class P>
+  torch::Tensor log_prob(P& policy, const Trajectory& traj, int64_t step) {
+    return log_prob(policy, traj, torch::full({traj.batch_size()}, step, torch::kLong));
+  }
+
+ private:
+  static torch::TensorOptions latent_options(const torch::Tensor& cond) {
+    auto dtype = cond.is_floating_point() ? cond.scalar_type() : torch::kFloat;
+    return torch::TensorOptions().dtype(dtype).device(cond.device());
+  }
+
+  template <class P>
+  static torch::Tensor encode_unconditional(P& policy, int64_t b) {
+    auto u = policy.encode(std::vector<std::string>{""});
+    return u.expand({b, u.size(1), u.size(2)});
+  }
+
+  // ε/v/x0 prediction with CFG as one doubled forward pass [uncond; cond] (diffusers/ddpo-pytorch).
+  template <class P>
+  torch::Tensor guided_prediction(P& policy, const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond,
+                                  const torch::Tensor& uncond) {
+    if (!uncond.defined()) return policy.predict(x, t, cond);
+    auto out = policy.predict(torch::cat({x, x}), torch::cat({t, t}), torch::cat({uncond, cond}));
+    return diffusion::classifier_free_guidance(out, cfg_.guidance_scale);
+  }
+
+  template <class P>
+  std::pair<torch::Tensor, torch::Tensor> denoise(P& policy, const torch::Tensor& x_T, const torch::Tensor& cond,
+                                                  const torch::Tensor& uncond, at::Generator& gen) {
+    const int64_t b = x_T.size(0);
+    std::vector<torch::Tensor> latents{x_T}, log_probs;
+    latents.reserve(static_cast<size_t>(num_steps() + 1));
+    auto x = x_T;
+    const auto& ts = scheduler_.timesteps();
+    for (int64_t i = 0; i < num_steps(); ++i) {
+      auto t = ts[i].to(x.device()).expand({b}).contiguous();
+      auto out = guided_prediction(policy, x, t, cond, uncond);
+      auto step = scheduler_.step_with_logprob(out, t, x, cfg_.eta, {}, gen);
+      x = step.prev_sample;
+      latents.push_back(x);
+      log_probs.push_back(step.log_prob);
+    }
+    return {torch::stack(latents, 1), torch::stack(log_probs, 1)};
+  }
+
+  diffusion::DDIMScheduler scheduler_;
+  DdimSamplerConfig cfg_;
+};
+
+}  // namespace cxrl::core
