@@ -213,3 +213,31 @@ TEST_CASE("CXR-CLIP preprocessing: ImageNet normalisation, 3 channels, 224; bad 
   CHECK(e.sizes() == torch::IntArrayRef({1, 16}));
   CHECK(e.norm().item<double>() == Approx(1.0));
 }
+
+TEST_CASE("CXR-CLIP contrastive loss: closed form, and training the small model lowers it", "[cxr_clip]") {
+  // Two orthogonal pairs at scale 1: each row's CE is log(1 + e^{-1}).
+  auto img = torch::eye(2), txt = torch::eye(2);
+  auto l = cxrl::cxr::clip_contrastive_loss(img, txt, torch::zeros({}));
+  CHECK(l.item<double>() == Approx(std::log(1 + std::exp(-1.0))));
+  CHECK_THROWS_WITH(cxrl::cxr::clip_contrastive_loss(img, torch::eye(3), torch::zeros({})), Catch::Contains("matching [N, D]"));
+
+  torch::manual_seed(11);
+  auto cfg = small_clip_config();
+  cfg.image.width = 8;
+  cxrl::cxr::CxrClip clip(cfg);
+  clip->train();
+  auto pixels = torch::randn({4, 3, 32, 32});
+  auto ids = torch::randint(4, 99, {4, 6}, torch::kLong);
+  auto mask = torch::ones({4, 6}, torch::kLong);
+  torch::optim::Adam opt(clip->parameters(), torch::optim::AdamOptions(1e-3));
+  double first = 0, last = 0;
+  for (int step = 0; step < 30; ++step) {
+    auto loss = cxrl::cxr::clip_contrastive_loss(clip->encode_image(pixels), clip->encode_text(ids, mask), clip->logit_scale);
+    if (step == 0) first = loss.item<double>();
+    last = loss.item<double>();
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  }
+  CHECK(last < 0.5 * first);
+}

@@ -91,6 +91,20 @@ inline torch::Tensor cxr_clip_preprocess(const torch::Tensor& images, int64_t si
   return (x - mean) / std;
 }
 
+/// @brief Symmetric InfoNCE (CLIP) loss of matched pairs: mean of CE(logits, arange) and CE(logitsᵀ, arange)
+/// with `logits = exp(logit_scale) · img · txtᵀ` (Radford et al. 2021; CXR-CLIP's base image-text term).
+/// @param image_emb L2-normalised image embeddings [N, D]
+/// @param text_emb L2-normalised text embeddings [N, D] (row i matches image i)
+/// @param logit_scale log of the inverse temperature (0-d)
+inline torch::Tensor clip_contrastive_loss(const torch::Tensor& image_emb, const torch::Tensor& text_emb, const torch::Tensor& logit_scale) {
+  if (image_emb.dim() != 2 || image_emb.sizes() != text_emb.sizes())
+    throw std::invalid_argument("clip_contrastive_loss: expected matching [N, D] embeddings, got " + c10::str(image_emb.sizes()) + " and " +
+                                c10::str(text_emb.sizes()));
+  auto logits = logit_scale.exp() * torch::matmul(image_emb, text_emb.t());
+  auto labels = torch::arange(image_emb.size(0), torch::TensorOptions().dtype(torch::kLong).device(image_emb.device()));
+  return 0.5 * (torch::cross_entropy_loss(logits, labels) + torch::cross_entropy_loss(logits.t(), labels));
+}
+
 /// @brief `image_encoder`: holds `resnet` (torchvision resnet50 without fc).
 class CxrClipImageEncoderImpl : public torch::nn::Module {
  public:
