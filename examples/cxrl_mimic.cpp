@@ -3,6 +3,8 @@
 #include "cxrl_mimic/cmd_data.hpp"
 #include "cxrl_mimic/cmd_make_mimic_fixture.hpp"
 #include "cxrl_mimic/cmd_phantoms.hpp"
+#include "cxrl_mimic/cmd_pretrain.hpp"
+#include "cxrl_mimic/cmd_main.hpp"
 #if __has_include("cxrl_mimic/cmd_label.hpp")
 #include "cxrl_mimic/cmd_label.hpp"
 #define CXRL_MIMIC_HAS_LABEL 1
@@ -19,6 +21,8 @@ int main(int argc, char** argv) {
   cxrl_mimic::add_phantoms_command(app);
   cxrl_mimic::add_make_mimic_fixture_command(app);
   cxrl_mimic::add_data_command(app);
+  cxrl_mimic::add_pretrain_command(app);
+  cxrl_mimic::add_main_command(app);
 #ifdef CXRL_MIMIC_HAS_LABEL
   cxrl_mimic::add_label_command(app);
 #endif
