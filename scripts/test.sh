@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
-export CCACHE_DIR="${CCACHE_DIR:-$PWD/.cache/ccache}"
+# ccache keyed on paths relative to the checkout, so another clone on the same machine reuses it.
+export CCACHE_BASEDIR="$PWD" CCACHE_SLOPPINESS="pch_defines,time_macros,include_file_mtime,include_file_ctime"
 start=$(date +%s)
 cmake --preset dev
 cmake --build --preset dev -j "${CXRL_JOBS:-2}"

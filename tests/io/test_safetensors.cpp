@@ -110,7 +110,8 @@ TEST_CASE("safetensors header violations give distinct errors naming file and te
   }
   SECTION("pickle checkpoint gets a conversion hint") {
     const auto pk = tmp_file("model.bin");
-    std::ofstream(pk, std::ios::binary) << std::string("PK\x03\x04 some zip bytes and more bytes", 36);
+    const char zip[] = "PK\x03\x04 some zip bytes and more bytes";
+    std::ofstream(pk, std::ios::binary) << std::string(zip, sizeof zip - 1);
     CHECK_THAT(error_of(pk), Catch::Contains("pickle") && Catch::Contains("save_file"));
     fs::remove(pk);
   }
