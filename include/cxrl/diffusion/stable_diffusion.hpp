@@ -142,7 +142,7 @@ class StableDiffusion {
     const auto L = tokenizer->model_max_length();
     auto ids = torch::empty({static_cast<int64_t>(prompts.size()), L}, torch::kLong);
     for (std::size_t i = 0; i < prompts.size(); ++i)
-      ids[static_cast<int64_t>(i)] = torch::tensor(tokenizer->encode_padded(prompts[i]).input_ids, torch::kLong);
+      ids[static_cast<int64_t>(i)].copy_(torch::tensor(tokenizer->encode_padded(prompts[i]).input_ids, torch::kLong));
     const auto dev = text_encoder->text_model->final_layer_norm->weight.device();
     return text_encoder->forward(ids.to(dev)).last_hidden_state;
   }

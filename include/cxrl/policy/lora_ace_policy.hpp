@@ -255,7 +255,7 @@ class LoraAcePolicy {
       auto ids = torch::empty({static_cast<int64_t>(todo.size()), L}, torch::kLong);
       for (std::size_t j = 0; j < todo.size(); ++j) {
         const auto e = tokenizer_->encode_padded(prompts[todo[j]]);
-        ids[static_cast<int64_t>(j)] = torch::tensor(e.input_ids, torch::kLong);
+        ids[static_cast<int64_t>(j)].copy_(torch::tensor(e.input_ids, torch::kLong));
       }
       const auto dev = text_encoder_->text_model->final_layer_norm->weight.device();
       // SD v1 pipelines pass no attention_mask: padding tokens are attended to (causally) as in training.
