@@ -268,17 +268,28 @@ inline void render_phantom_into(const PhantomSpec& s, int size, float* out, bool
   const Exposure ex = with_exposure ? s.exposure : Exposure{};
   const std::uint32_t nseed = static_cast<std::uint32_t>(child_seed(s.seed, 0x4015E));
   const float ns = ex.noise * 1.7320508f;  // sum of 4 uniforms − 2 has variance 1/3
+  // Tone curve density → brightness (film response, contrast, gamma) as a lookup table: exp and pow
+  // per pixel would dominate the render time.
+  constexpr int kLut = 2048;
+  constexpr float kMaxD = 4.f;
+  std::array<float, kLut + 1> lut{};
+  for (int k = 0; k <= kLut; ++k) {
+    const float d = kMaxD * static_cast<float>(k) / kLut;
+    float b = 1.f - std::exp(-2.3f * d);
+    b = phantom_detail::clamp01((b - 0.5f) * ex.contrast + 0.5f + ex.brightness);
+    if (ex.gamma != 1.f) b = std::pow(b, ex.gamma);
+    lut[static_cast<std::size_t>(k)] = b;
+  }
   for (int i = 0; i < size; ++i) {
     const float y = (2.f * static_cast<float>(i) + 1.f) * inv - 1.f;
     for (int j = 0; j < size; ++j) {
       const float x = (2.f * static_cast<float>(j) + 1.f) * inv - 1.f;
       const float u = static_cast<float>(m[0] * x + m[1] * y + m[2]);
       const float v = static_cast<float>(m[3] * x + m[4] * y + m[5]);
-      const float d = std::max(0.f, scene_density(sc, s, u, v, aa));
-      float b = 1.f - std::exp(-2.3f * d);
-      b = (b - 0.5f) * ex.contrast + 0.5f + ex.brightness;
-      b = phantom_detail::clamp01(b);
-      if (ex.gamma != 1.f) b = std::pow(b, ex.gamma);
+      const float d = std::min(std::max(0.f, scene_density(sc, s, u, v, aa)), kMaxD) * (kLut / kMaxD);
+      const int k = std::min(static_cast<int>(d), kLut - 1);
+      const float f = d - static_cast<float>(k);
+      float b = lut[static_cast<std::size_t>(k)] + f * (lut[static_cast<std::size_t>(k) + 1] - lut[static_cast<std::size_t>(k)]);
       if (ns > 0.f) {
         const std::uint32_t k = nseed ^ (static_cast<std::uint32_t>(i * size + j) * 0x9E3779B1U);
         const float g = phantom_detail::hash01(k) + phantom_detail::hash01(k ^ 0x68E31DA4U) +

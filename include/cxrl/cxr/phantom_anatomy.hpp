@@ -52,6 +52,28 @@ inline float seg_dist(float u, float v, float au, float av, float bu, float bv) 
   return std::sqrt(eu * eu + ev * ev);
 }
 
+/// sin(2π·t) for any t (parabolic approximation with one refinement step, |error| < 1e-3): texture only.
+inline float sin_turns(float t) {
+  t -= std::floor(t + 0.5f);  // [-0.5, 0.5]
+  float y = 8.f * t - 16.f * t * std::fabs(t);
+  return 0.225f * (y * std::fabs(y) - y) + y;
+}
+/// Fast sin(x) (radians) for textures.
+inline float fast_sin(float x) { return sin_turns(x * 0.15915494f); }
+/// Fast cos(x) (radians) for textures.
+inline float fast_cos(float x) { return sin_turns(x * 0.15915494f + 0.25f); }
+/// Fast atan2 (|error| < 0.005 rad) for textures.
+inline float fast_atan2(float y, float x) {
+  const float ax = std::fabs(x), ay = std::fabs(y);
+  const float mx = std::max(ax, ay), mn = std::min(ax, ay);
+  const float a = mn / (mx + 1e-20f);
+  const float q = a * a;
+  float r = ((-0.0464964749f * q + 0.15931422f) * q - 0.327622764f) * q * a + a;
+  if (ay > ax) r = 1.57079637f - r;
+  if (x < 0) r = 3.14159274f - r;
+  return y < 0 ? -r : r;
+}
+
 /// Cheap integer hash → uniform float in [0,1).
 inline float hash01(std::uint32_t x) {
   x ^= x >> 16;
@@ -111,6 +133,14 @@ struct Anatomy {
   float vert_sp = 0.093f;     ///< vertebral body spacing
   float marking_phase[2] = {0.f, 1.f};  ///< vascular-pattern phases
   std::uint32_t texture_seed = 1;       ///< seed of the lung texture
+  float heart_cos = 0.f;      ///< cos(heart_phi), cached by finalize()
+  float heart_sin = 0.f;      ///< sin(heart_phi), cached by finalize()
+
+  /// @brief Cache derived values; call after changing the geometry.
+  void finalize() {
+    heart_cos = std::cos(heart_phi);
+    heart_sin = std::sin(heart_phi);
+  }
 
   /// @brief Heart's horizontal half-extent of the rotated ellipse.
   float heart_half_extent() const {
@@ -198,6 +228,7 @@ inline Anatomy make_anatomy(Rng& rng, View view) {
     a.med_hw *= 1.12f;
   }
   a.set_ctr(static_cast<float>(rng.uniform(0.38, 0.45)));
+  a.finalize();
   return a;
 }
 
@@ -261,6 +292,7 @@ inline float ribs_density(const Anatomy& a, float u, float v, int side, float aa
 
 /// Clavicle density on one side.
 inline float clavicle_density(const Anatomy& a, float u, float v, float aa) {
+  if (std::fabs(v - a.clav_v) > 0.25f) return 0.f;
   const float d = std::fabs(u);
   if (d < 0.02f || d > 0.70f) return 0.f;
   const float x = (d - 0.02f) / 0.62f;
@@ -294,13 +326,13 @@ inline float markings(const Anatomy& a, float u, float v, int side) {
   const float du = u - hu, dv = v - hv;
   const float r = std::sqrt(du * du + dv * dv);
   if (r < 0.02f) return 0.f;
-  const float phi = std::atan2(dv, du * sgn);
+  const float phi = fast_atan2(dv, du * sgn);
   const float ph = a.marking_phase[side];
-  const float wob = 0.35f * std::sin(9.f * r + ph) + 0.18f * std::sin(23.f * r + 2.f * ph);
-  float c1 = 0.5f + 0.5f * std::cos(13.f * phi + 4.f * wob + ph);
+  const float wob = 0.35f * fast_sin(9.f * r + ph) + 0.18f * fast_sin(23.f * r + 2.f * ph);
+  float c1 = 0.5f + 0.5f * fast_cos(13.f * phi + 4.f * wob + ph);
   c1 = c1 * c1;
   c1 = c1 * c1 * c1;  // ^6: thin bright lines
-  float c2 = 0.5f + 0.5f * std::cos(29.f * phi - 5.f * wob + 2.f * ph);
+  float c2 = 0.5f + 0.5f * fast_cos(29.f * phi - 5.f * wob + 2.f * ph);
   c2 = c2 * c2;
   c2 = c2 * c2 * c2 * c2;  // ^8: finer branches further out
   const float fall = std::exp(-r * 3.2f) * sstep(0.04f, 0.16f, r);  // no visible convergence point
@@ -335,7 +367,9 @@ inline AnatomySample anatomy_at(const Anatomy& a, float u, float v, float aa, in
   const float body_f = std::min(std::min((trunk - 1.f) * 0.9f, (v < -0.55f) ? au - a.neck_hw : 10.f), shoulders);
   s.body = inside(body_f, aa * 1.5f);
   // Humeral heads at the upper corners.
-  const float hh = std::min(ellipse_f(u, v, -0.97f, -0.60f, 0.12f, 0.13f), ellipse_f(u, v, 0.97f, -0.60f, 0.12f, 0.13f));
+  const float hh = (au > 0.8f && v < -0.42f)
+                       ? std::min(ellipse_f(u, v, -0.97f, -0.60f, 0.12f, 0.13f), ellipse_f(u, v, 0.97f, -0.60f, 0.12f, 0.13f))
+                       : 1.f;
   if (s.body <= 0.f) return s;
   const float thick = std::sqrt(std::max(0.f, 1.f - 0.85f * tu2));
   float dens = a.soft * (0.45f + 0.55f * thick) * s.body;
@@ -345,14 +379,16 @@ inline AnatomySample anatomy_at(const Anatomy& a, float u, float v, float aa, in
   const float dia = a.diaphragm_v(u);
   dens += 0.06f * sstep(dia - aa, dia + 0.05f, v) * s.body;
   // Heart (rotated ellipse) and the upper mediastinum with the aortic knob.
-  const float c = std::cos(a.heart_phi), sn = std::sin(a.heart_phi);
+  const float c = a.heart_cos, sn = a.heart_sin;
   const float hu = u - a.heart_cu, hv = v - a.heart_cv;
   const float ru = c * hu + sn * hv, rv = -sn * hu + c * hv;
   s.heart = inside(ellipse_f(ru, rv, 0.f, 0.f, a.heart_a, a.heart_b), aa);
   // Lungs: aerated lung removes density; the heart and mediastinum occlude them.
   const int side = u > a.med_shift ? 1 : 0;
   const float lf = a.lung_f(u, v, side);
-  const float knob = ellipse_f(u, v, a.med_shift + a.med_hw + 0.02f, -0.30f, a.knob_r, a.knob_r * 1.1f);
+  const float knob = (std::fabs(v + 0.30f) < 0.2f && std::fabs(u - a.med_shift - a.med_hw) < 0.2f)
+                         ? ellipse_f(u, v, a.med_shift + a.med_hw + 0.02f, -0.30f, a.knob_r, a.knob_r * 1.1f)
+                         : 1.f;
   const float occl = std::max(s.heart, inside(knob, aa));
   const float lung = inside(lf, aa) * (1.f - occl);
   s.lung[side] = lung;
@@ -364,8 +400,10 @@ inline AnatomySample anatomy_at(const Anatomy& a, float u, float v, float aa, in
     const float n = value_noise(u * 18.f, v * 18.f, a.texture_seed) - 0.5f;
     dens += 0.02f * n * lung;
   }
-  const float hil = ellipse_f(u, v, (side ? 1.f : -1.f) * 0.17f + a.med_shift, -0.04f, 0.06f, 0.10f);
-  dens += 0.05f * inside(hil, 0.05f);
+  if (std::fabs(std::fabs(u - a.med_shift) - 0.17f) < 0.16f && std::fabs(v + 0.04f) < 0.2f) {
+    const float hil = ellipse_f(u, v, (side ? 1.f : -1.f) * 0.17f + a.med_shift, -0.04f, 0.06f, 0.10f);
+    dens += 0.05f * inside(hil, 0.05f);
+  }
   // Trachea and main bronchi: air column over the mediastinum.
   if (v < a.carina_v) {
     dens -= 0.17f * band(u - a.med_shift * 0.5f, 0.034f, aa) * sstep(-1.05f, -0.85f, v);
@@ -379,8 +417,10 @@ inline AnatomySample anatomy_at(const Anatomy& a, float u, float v, float aa, in
   dens += ribs_density(a, u, v, side, aa, frac_side == side ? frac_rib : -1, frac_x, frac_gap, frac_step) * s.body;
   dens += clavicle_density(a, u, v, aa);
   // Gastric bubble under the left hemidiaphragm.
-  const float gb = ellipse_f(u, v, a.dia_peak + 0.02f, a.dia_h[1] + 0.11f, 0.09f, 0.05f);
-  dens -= 0.12f * inside(gb, aa) * sstep(a.dia_h[1] + 0.02f, a.dia_h[1] + 0.05f, v);
+  if (std::fabs(u - a.dia_peak) < 0.15f && std::fabs(v - a.dia_h[1] - 0.11f) < 0.1f) {
+    const float gb = ellipse_f(u, v, a.dia_peak + 0.02f, a.dia_h[1] + 0.11f, 0.09f, 0.05f);
+    dens -= 0.12f * inside(gb, aa) * sstep(a.dia_h[1] + 0.02f, a.dia_h[1] + 0.05f, v);
+  }
   s.density = dens;
   return s;
 }

@@ -105,6 +105,7 @@ inline void apply_findings_to_anatomy(Anatomy& a, const FindingStates& f) {
     a.heart_b *= 1.08f;
     a.heart_cu = a.med_shift + a.heart_half_extent() / 3.f + 0.01f;
   }
+  a.finalize();
 }
 
 /// @brief Draw placement parameters for the drawn findings.
