@@ -8,11 +8,13 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "cxrl/cxr/labeler.hpp"
+#include "../../examples/cxrl_mimic/cmd_label.hpp"
 
 using cxrl::cxr::Label;
 using cxrl::cxr::Labels;
@@ -188,4 +190,45 @@ TEST_CASE("labeler rule patterns are validated", "[labeler]") {
   const auto toks = ReportLabeler::tokenize("is not excluded");
   CHECK(cxrl::cxr::detail::match_at(p, toks, 1) == 3);
   CHECK(cxrl::cxr::detail::match_at(p, toks, 0) == 0);
+}
+
+TEST_CASE("label command writes one JSON line of 14 labels per report", "[labeler]") {
+  std::istringstream in("No pneumothorax. Mild cardiomegaly.\n\n{\"text\": \"Possible pneumonia.\", \"id\": 7}\n");
+  std::ostringstream out;
+  cxrl_mimic::LabelOptions o;
+  CHECK(cxrl_mimic::label_reports(in, out, o) == 2);
+  std::istringstream lines(out.str());
+  std::string l1, l2;
+  std::getline(lines, l1);
+  std::getline(lines, l2);
+  const auto j1 = nlohmann::json::parse(l1), j2 = nlohmann::json::parse(l2);
+  CHECK(j1.size() == 14);
+  CHECK(j1.at("Pneumothorax") == 0);
+  CHECK(j1.at("Cardiomegaly") == 1);
+  CHECK(j1.at("No Finding").is_null());
+  CHECK(j1.at("Edema").is_null());
+  CHECK(j2.at("Pneumonia") == -1);
+  // --keep copies fields of JSON input; malformed or text-less JSON lines are errors naming the line
+  o.keep = {"id"};
+  std::istringstream in2("{\"text\": \"No effusion.\", \"id\": 7}\n");
+  std::ostringstream out2;
+  cxrl_mimic::label_reports(in2, out2, o, "reports.jsonl");
+  const auto j3 = nlohmann::json::parse(out2.str());
+  CHECK(j3.at("id") == 7);
+  CHECK(j3.at("Pleural Effusion") == 0);
+  CHECK(j3.at("No Finding") == 1);
+  std::istringstream bad("{\"txt\": 1}\n");
+  std::ostringstream sink;
+  try {
+    cxrl_mimic::label_reports(bad, sink, cxrl_mimic::LabelOptions{}, "reports.jsonl");
+    FAIL("expected an error");
+  } catch (const std::invalid_argument& e) {
+    CHECK(std::string(e.what()).find("reports.jsonl:1") != std::string::npos);
+  }
+  std::istringstream broken("{not json\n");
+  CHECK_THROWS_AS(cxrl_mimic::label_reports(broken, sink, cxrl_mimic::LabelOptions{}), std::invalid_argument);
+  cxrl_mimic::LabelOptions wrong;
+  wrong.format = "csv";
+  std::istringstream any("x\n");
+  CHECK_THROWS_AS(cxrl_mimic::label_reports(any, sink, wrong), std::invalid_argument);
 }
