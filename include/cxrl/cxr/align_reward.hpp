@@ -19,7 +19,7 @@ namespace cxrl::cxr {
  * @brief r_align(ψ) = −(max(|s_x − 1|, |s_y − 1|) + |θ|/(2π) + √(t_x² + t_y²)) with ψ predicted by a frozen PostureNet.
  *
  * Inputs: images [B, 1|3, H, W] in [0, 1], square, H, W ≥ 32 (RGB is averaged to gray when the net takes one
- * channel; any square size is resized to the net's image_size). The prompts are ignored (empty or B of them).
+ * channel, gray is repeated when it takes three; any square size is resized to the net's image_size). The prompts are ignored (empty or B of them).
  * Output: float32 [B] on the images' device; 0 for a perfectly posed image (ψ = identity), negative otherwise.
  * The score is absolute; the paper uses r_align directly (it is not made comparative).
  */
@@ -66,6 +66,7 @@ class AlignReward {
     net_->eval();
     auto x = x01;
     if (net_->config().in_channels == 1) x = to_gray(x);
+    else if (net_->config().in_channels == 3 && x.size(1) == 1) x = x.expand({-1, 3, -1, -1});
     else if (x.size(1) != net_->config().in_channels)
       throw std::invalid_argument("align reward: the PostureNet takes " + std::to_string(net_->config().in_channels) +
                                   " channels, got " + std::to_string(x.size(1)));
