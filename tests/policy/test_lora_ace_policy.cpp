@@ -330,6 +330,9 @@ TEST_CASE("the policy under the DDPO sampler: recorded log-probs are reproduced 
   auto agen = at::make_generator<at::CPUGeneratorImpl>(43);
   sampler.sample_anchor(p, traj, agen);
   CHECK(p.adapters_enabled());  // restored by the guard
+  p.train(true);
+  CHECK(p.unet()->is_training());
+  CHECK_FALSE(p.text_encoder()->is_training());
   REQUIRE(traj.has_anchor());
 
   auto steps = torch::tensor({1, 2}, torch::kLong);

@@ -159,6 +159,11 @@ class LoraAcePolicy {
   /// @brief Whether the adapters are on (optional Policy hook used by `core::AdaptersDisabled`).
   bool adapters_enabled() const { return enabled_; }
 
+  /// @brief Training / inference mode of the UNet (dropout, if configured); the frozen text encoder and VAE
+  /// always stay in eval mode. Optional Policy hook called by `core::Trainer`.
+  /// @param on true for training mode
+  void train(bool on = true) { unet_->train(on); }
+
   // ---- adapters ----------------------------------------------------------------------------------------
 
   /// @brief Whether encode() currently prepends ACE tokens.
