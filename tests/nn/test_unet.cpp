@@ -224,12 +224,24 @@ TEST_CASE("Chunked attention equals the naive formula", "[unet][attention]") {
   auto vh = v.to(torch::kFloat64).view({2, 11, heads, 6}).permute({0, 2, 1, 3});
   auto ref = torch::softmax(torch::matmul(qh, kh.transpose(-1, -2)) * scale, -1).matmul(vh);
   ref = ref.permute({0, 2, 1, 3}).reshape({2, 37, heads * 6}).to(torch::kFloat32);
-  const auto whole = nn::scaled_dot_product_attention(q, k, v, heads, scale);
-  const auto chunked = nn::scaled_dot_product_attention(q, k, v, heads, scale, /*max_score_elements=*/2 * heads * 11 * 5);
-  CHECK(torch::allclose(whole, ref, 1e-5, 1e-5));
-  CHECK(torch::allclose(chunked, ref, 1e-5, 1e-5));
-  // Gradients flow through the chunked path too.
-  auto qg = q.clone().requires_grad_(true);
-  nn::scaled_dot_product_attention(qg, k, v, heads, scale, 2 * heads * 11 * 5).sum().backward();
-  CHECK(qg.grad().abs().sum().item<float>() > 0);
+  // Budgets: everything at once; 2 heads × all rows per block; one head × 5 rows per block (ragged tail).
+  for (int64_t budget : {int64_t{1} << 20, int64_t{2 * 37 * 11}, int64_t{5 * 11}}) {
+    INFO("budget " << budget);
+    torch::Tensor out;
+    {
+      torch::NoGradGuard ng;
+      out = nn::scaled_dot_product_attention(q, k, v, heads, scale, budget);
+    }
+    CHECK(torch::allclose(out, ref, 1e-5, 1e-5));
+    // The autograd path (no out= kernels) gives the same values and the gradient of the naive formula.
+    auto qg = q.clone().requires_grad_(true);
+    auto og = nn::scaled_dot_product_attention(qg, k, v, heads, scale, budget);
+    CHECK(torch::allclose(og, ref, 1e-5, 1e-5));
+    (og * ref).sum().backward();
+    auto qd = q.to(torch::kFloat64).requires_grad_(true);
+    auto qdh = qd.view({2, 37, heads, 8}).permute({0, 2, 1, 3});
+    auto r2 = torch::softmax(torch::matmul(qdh, kh.transpose(-1, -2)) * scale, -1).matmul(vh);
+    (r2.permute({0, 2, 1, 3}).reshape({2, 37, heads * 6}) * ref.to(torch::kFloat64)).sum().backward();
+    CHECK(torch::allclose(qg.grad(), qd.grad().to(torch::kFloat32), 1e-4, 1e-5));
+  }
 }

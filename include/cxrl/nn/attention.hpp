@@ -19,6 +19,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace cxrl::nn {
@@ -31,10 +32,10 @@ namespace cxrl::nn {
 /// @param v values [B, M, heads·d_v]
 /// @param heads number of heads
 /// @param scale score multiplier (d^-1/2 in the reference)
-/// @param max_score_elements chunk the queries so one score block holds at most this many elements
+/// @param max_score_elements process (head, query-row) blocks whose score matrix holds at most this many elements
 inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                                   int64_t heads, double scale,
-                                                  int64_t max_score_elements = int64_t{1} << 22) {
+                                                  int64_t max_score_elements = int64_t{1} << 16) {
   const int64_t B = q.size(0), N = q.size(1), M = k.size(1);
   const int64_t d = q.size(2) / heads, dv = v.size(2) / heads;
   if (FlopCounter::active())
@@ -52,19 +53,43 @@ inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const 
   auto qf = qh.reshape({B * heads, N, d});
   auto kt = kh.reshape({B * heads, M, d}).transpose(1, 2);  // [Bh, d, M]
   auto vf = vh.reshape({B * heads, M, dv});
-  const int64_t rows = std::max<int64_t>(1, max_score_elements / std::max<int64_t>(1, B * heads * M));
+  // Blocks of (heads, query rows) whose score matrix stays cache-resident: measured 2.5-5x faster on CPU
+  // than one B·h·N·M score tensor for 32 heads × 1024² scores (d = 4..40), and far less memory.
+  const int64_t BH = B * heads;
+  const int64_t g = std::clamp<int64_t>(max_score_elements / std::max<int64_t>(1, N * M), 1, BH);
+  const int64_t rows = std::clamp<int64_t>(max_score_elements / std::max<int64_t>(1, g * M), 1, N);
+  auto block = [&](int64_t b, int64_t gb, int64_t i, int64_t n) {
+    auto sc = torch::bmm(qf.narrow(0, b, gb).narrow(1, i, n), kt.narrow(0, b, gb)).mul_(scale);
+    return std::make_pair(torch::softmax(sc, -1), vf.narrow(0, b, gb));
+  };
   torch::Tensor out;
-  if (rows >= N) {
-    auto s = torch::bmm(qf, kt).mul_(scale);
-    out = torch::bmm(torch::softmax(s, -1), vf);
-  } else {
-    std::vector<torch::Tensor> parts;
-    for (int64_t i = 0; i < N; i += rows) {
-      const int64_t n = std::min(rows, N - i);
-      auto s = torch::bmm(qf.narrow(1, i, n), kt).mul_(scale);
-      parts.push_back(torch::bmm(torch::softmax(s, -1), vf));
+  const bool grad = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  if (g == BH && rows == N) {
+    auto [p, vb] = block(0, BH, 0, N);
+    out = torch::bmm(p, vb);
+  } else if (!grad) {
+    out = torch::empty({BH, N, dv}, q.options());
+    for (int64_t b = 0; b < BH; b += g) {
+      const int64_t gb = std::min(g, BH - b);
+      for (int64_t i = 0; i < N; i += rows) {
+        const int64_t n = std::min(rows, N - i);
+        auto [p, vb] = block(b, gb, i, n);
+        auto dst = out.narrow(0, b, gb).narrow(1, i, n);
+        torch::bmm_out(dst, p, vb);
+      }
     }
-    out = torch::cat(parts, 1);
+  } else {
+    std::vector<torch::Tensor> groups;
+    for (int64_t b = 0; b < BH; b += g) {
+      const int64_t gb = std::min(g, BH - b);
+      std::vector<torch::Tensor> parts;
+      for (int64_t i = 0; i < N; i += rows) {
+        auto [p, vb] = block(b, gb, i, std::min(rows, N - i));
+        parts.push_back(torch::bmm(p, vb));
+      }
+      groups.push_back(parts.size() == 1 ? parts[0] : torch::cat(parts, 1));
+    }
+    out = groups.size() == 1 ? groups[0] : torch::cat(groups, 0);
   }
   return out.view({B, heads, N, dv}).transpose(1, 2).reshape({B, N, heads * dv});
 }
