@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "cxrl/core/concepts.hpp"
+#include "cxrl/core/reward_sum.hpp"
+#include "cxrl/cxr/align_reward.hpp"
 #include "cxrl/cxr/consist_reward.hpp"
 #include "cxrl/cxr/diag_reward.hpp"
 
@@ -134,6 +136,20 @@ TEST_CASE("diagnostic reward rises when the image shows what the report states",
   CHECK(pd.checked.eq(1).all().item<bool>());
   CHECK(pd.accuracy[0].item<double>() == 1.0);
   CHECK(pd.accuracy[2].item<double>() == 0.0);
+
+  // In CXRL's reward sum (paper λ_align = 1, λ_diag = 10) with RLCF: policy image A vs anchor image B.
+  PostureNetConfig pc;
+  pc.width = 4;
+  pc.image_size = 32;
+  cxrl::core::RewardSum sum(cxrl::core::Absolute<AlignReward>{AlignReward(PostureNet(pc)), 1.0},
+                            cxrl::core::Comparative<DiagReward>{reward, 10.0});
+  static_assert(decltype(sum)::needs_anchor);
+  auto policy = x.narrow(0, 0, 1), anchor = x.narrow(0, 1, 1);
+  auto br = sum.score(policy, {report}, anchor);
+  CHECK(br["diag"].raw.item<double>() == Approx(0.5));   // accuracy 1 − 0.5
+  CHECK(br["align"].raw.item<double>() == 0.0);          // untrained PostureNet: identity pose
+  CHECK(br.total.item<double>() == Approx(5.0));
+  CHECK(sum.score(anchor, {report}, policy).total.item<double>() == Approx(-5.0));
 }
 
 TEST_CASE("diagnostic reward mapping and inputs are validated", "[rewards][diag]") {
