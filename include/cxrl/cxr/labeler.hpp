@@ -20,14 +20,16 @@
  *   clause break; **backward** (cue after: "effusion has resolved"): from the clause start to the cue.
  * - Clause breaks: the sentence end; ";", ":", "but", "however", "although", "though", "whereas",
  *   "while", "except", "aside", "apart", "which", "with"; a "," or "and" followed by a clause opener
- *   ("the", "there", "a", "an", "this", "it", …); another cue (except the conjunctions "or"/"versus").
+ *   ("the", "there", "a", "an", "this", "it", …); another cue (except the conjunctions "or"/"versus"),
+ *   once the scope has already reached a mention ("no effusion, possible atelectasis" — but "no suspicious
+ *   nodule" keeps "nodule" negated).
  * - Noun-scope cues ("no", "without", "normal", …) modify a noun phrase: their forward scope also
  *   ends at an auxiliary verb ("no effusion is seen and the heart …"), unless "to suggest|explain|
  *   indicate" follows in the clause ("no consolidation is seen to suggest pneumonia" — the
  *   reference's "there is no NN to suggest XXX" pattern); after a "," a severity word ("small",
  *   "moderate", "new", …) starts a new clause ("no pneumothorax, small left effusion").
- * - Backward scopes stop at a plain "," unless the cue's verb is plural ("heart size, mediastinal
- *   and hilar contours are normal"), and at an auxiliary verb once a mention has been passed
+ * - Backward scopes (except those of "or"/"versus") stop at a plain "," unless the cue's verb is plural
+ *   ("heart size, mediastinal and hilar contours are normal"), and at an auxiliary verb once a mention has been passed
  *   ("effusion is seen and heart is normal").
  * - "or"/"versus" (the reference's conj:or / conj:versus rules) cover the conjuncts on both sides up to
  *   a clause break or a predicate word ("opacity, likely atelectasis or pneumonia" leaves "opacity").
