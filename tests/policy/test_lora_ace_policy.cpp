@@ -3,7 +3,10 @@
 #include "tiny_models.hpp"
 
 #include <cxrl/core/concepts.hpp>
+#include <cxrl/core/baselines.hpp>
 #include <cxrl/core/ddim_sampler.hpp>
+#include <cxrl/core/reward_sum.hpp>
+#include <cxrl/core/trainer.hpp>
 #include <cxrl/io/safetensors.hpp>
 #include <cxrl/io/state_dict.hpp>
 #include <cxrl/nn/autoencoder_kl.hpp>
@@ -346,4 +349,61 @@ TEST_CASE("the policy under the DDPO sampler: recorded log-probs are reproduced 
   for (const auto& t : p.lora().parameters())
     if (t.grad().defined()) lora_grad += t.grad().abs().sum().item<double>();
   CHECK(lora_grad > 0.0);
+}
+
+namespace {
+struct MeanBrightness {
+  static constexpr std::string_view name = "brightness";
+  torch::Tensor score(const torch::Tensor& images, const std::vector<std::string>&) { return images.mean({1, 2, 3}); }
+};
+}  // namespace
+
+TEST_CASE("one RLCF epoch of core::Trainer moves only LoRA and ACE; the anchor stays the base model",
+          "[policy][trainer]") {
+  cxrl::diffusion::DDIMSchedulerConfig sc;
+  sc.beta_schedule = cxrl::diffusion::BetaSchedule::scaled_linear;
+  sc.beta_start = 0.00085;
+  sc.beta_end = 0.012;
+  sc.clip_sample = false;
+  sc.set_alpha_to_one = false;
+  sc.steps_offset = 1;
+  cxrl::core::DdimSamplerConfig scfg;
+  scfg.num_steps = 3;
+  scfg.guidance_scale = 2.0;
+  auto in = make_inputs();
+  auto unet = tiny_unet(1);
+  torch::Tensor base;
+  {
+    torch::NoGradGuard ng;
+    base = unet->forward(in.x, in.t, in.c);
+  }
+  std::map<std::string, torch::Tensor> frozen;
+  for (const auto& np : unet->named_parameters()) frozen[np.key()] = np.value().detach().clone();
+  LoraAcePolicy p(unet, tiny_clip(2), clip_tokenizer());
+  const auto ace0 = p.ace()->tokens.detach().clone();
+
+  cxrl::core::TrainerConfig tc;
+  tc.num_batches = 1;
+  tc.batch_size = 4;
+  tc.learning_rate = 1e-2;
+  auto prompts = [](int64_t n, at::Generator&) {
+    return std::vector<std::string>(static_cast<std::size_t>(n), "Large right pleural effusion.");
+  };
+  using Rewards = cxrl::core::RewardSum<cxrl::core::Comparative<MeanBrightness>>;
+  cxrl::core::Trainer trainer(p, cxrl::core::DdimSampler(cxrl::diffusion::DDIMScheduler(sc), scfg),
+                              Rewards{cxrl::core::Comparative<MeanBrightness>{{}, 1.0}}, cxrl::core::BatchWhitening{},
+                              prompts, tc);
+  auto st = trainer.train_epoch();
+  CHECK(st.optimizer_steps >= 1);
+  CHECK_FALSE(torch::equal(p.ace()->tokens.detach(), ace0));
+  double b_norm = 0;
+  for (const auto& t : p.lora().targets()) b_norm += t.layer->lora_B->weight.detach().abs().sum().item<double>();
+  CHECK(b_norm > 0.0);
+  for (const auto& np : p.unet()->named_parameters())
+    if (frozen.count(np.key())) CHECK(torch::equal(np.value(), frozen.at(np.key())));
+  torch::NoGradGuard ng;
+  p.set_adapters_enabled(false);
+  CHECK(torch::equal(p.predict(in.x, in.t, in.c), base));
+  p.set_adapters_enabled(true);
+  CHECK_FALSE(torch::equal(p.predict(in.x, in.t, in.c), base));
 }
