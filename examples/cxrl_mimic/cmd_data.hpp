@@ -3,7 +3,9 @@
 // first few with file:line. The skip summary also goes to stderr.
 #pragma once
 
+#include <cxrl/cxr/canonical.hpp>
 #include <cxrl/data/mimic.hpp>
+#include <cxrl/io/image.hpp>
 #include <cxrl/data/phantom_dataset.hpp>
 
 #include <CLI/CLI.hpp>
@@ -22,6 +24,9 @@ struct DataOptions {
   std::size_t n_train = 5000, n_validate = 0, n_test = 1000;
   std::uint64_t seed = 0;
   std::size_t first = 10;
+  std::string canonical;  // write the canonical CXR (mean of 500 random train images) here
+  int resolution = 64;
+  std::size_t canonical_n = 500;
 };
 
 inline nlohmann::json phantom_summary(const DataOptions& o) {
@@ -32,8 +37,14 @@ inline nlohmann::json phantom_summary(const DataOptions& o) {
   po.n_validate = o.n_validate;
   po.n_test = o.n_test;
   po.tokenizer_dir = o.tokenizer_dir;
+  po.resolution = o.resolution;
   nlohmann::json j;
   j["source"] = "phantom";
+  if (!o.canonical.empty()) {
+    const auto c = cxrl::cxr::canonical_cxr(cd::PhantomDataset(po, cd::Split::train), o.canonical_n, o.seed);
+    cxrl::io::write_png(o.canonical, c);
+    j["canonical"] = o.canonical;
+  }
   for (auto s : {cd::Split::train, cd::Split::validate, cd::Split::test}) {
     cd::PhantomDataset d(po, s);
     std::map<std::string, std::size_t> views;
@@ -78,8 +89,14 @@ inline void run_data(const DataOptions& o) {
     mo.n_test = o.n_test;
     mo.seed = o.seed;
     mo.tokenizer_dir = o.tokenizer_dir;
+    mo.resolution = o.resolution;
     const auto idx = cxrl::data::build_mimic_index(mo);
     j = idx.summary(o.first);
+    if (!o.canonical.empty()) {
+      const cxrl::data::MimicDataset train(idx, cxrl::data::Split::train);
+      cxrl::io::write_png(o.canonical, cxrl::cxr::canonical_cxr(train, o.canonical_n, o.seed));
+      j["canonical"] = o.canonical;
+    }
     j["source"] = "mimic-cxr-jpg";
     j["root"] = o.mimic_root;
     std::cerr << "data: " << idx.issues.summary() << "\n";
@@ -101,6 +118,9 @@ inline void add_data_command(CLI::App& app) {
   c->add_option("--seed", o->seed, "sampling seed")->capture_default_str();
   c->add_option("--tokenizer", o->tokenizer_dir, "CLIP tokenizer folder (vocab.json, merges.txt) for the 74-token filter");
   c->add_option("--first", o->first, "skipped items listed in full")->capture_default_str();
+  c->add_option("--canonical", o->canonical, "write the canonical CXR (mean of --canonical-n random train images) as PNG");
+  c->add_option("--canonical-n", o->canonical_n, "images averaged for --canonical")->capture_default_str();
+  c->add_option("--resolution", o->resolution, "image side for --canonical")->capture_default_str()->check(CLI::Range(8, 4096));
   c->callback([o] { run_data(*o); });
 }
 

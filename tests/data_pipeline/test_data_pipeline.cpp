@@ -185,6 +185,25 @@ TEST_CASE("mimic loader: the fixture tree gives exactly the expected pairs", "[d
   o.test_views = {"PA"};
   const auto pa = cd::build_mimic_index(o);
   for (const auto& r : pa.of(cd::Split::test)) CHECK(r.view == "PA");
+  // reports under a separate root (MIMIC-CXR's reports zip), given either above or at files/
+  const auto reports = tmp_dir("reports");
+  for (const auto& e : fs::recursive_directory_iterator(root / "files"))
+    if (e.path().extension() == ".txt") {
+      const auto rel = fs::relative(e.path(), root);
+      fs::create_directories((reports / rel).parent_path());
+      fs::rename(e.path(), reports / rel);
+    }
+  o = all_pairs(root);
+  CHECK(cd::build_mimic_index(o).issues.count("missing_report") == fx.expected.size());
+  for (const auto& rr : {reports, reports / "files"}) {
+    o.reports_root = rr;
+    const auto sep = cd::build_mimic_index(o);
+    CHECK(sep.issues.size() == 0);
+    std::size_t np = 0;
+    for (auto s : {cd::Split::train, cd::Split::validate, cd::Split::test}) np += sep.of(s).size();
+    CHECK(np == fx.expected.size());
+  }
+  fs::remove_all(reports);
   // missing tables / columns are clear errors
   CHECK_THROWS_WITH(cd::build_mimic_index(all_pairs(root / "nope")), Catch::Contains("not a directory"));
   fs::remove_all(root);
