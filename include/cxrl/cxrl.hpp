@@ -1,5 +1,87 @@
 /// @file
-/// @brief Umbrella header: the whole library.
+/// @brief Umbrella header: the whole library, layer by layer (io → text → nn → diffusion → policy → core → metrics → cxr → data).
 #pragma once
+
 #include <cxrl/version.hpp>
+
+#include <cxrl/io/checkpoints.hpp>
+#include <cxrl/io/event_log.hpp>
+#include <cxrl/io/image.hpp>
+#include <cxrl/io/interrupt.hpp>
+#include <cxrl/io/progress.hpp>
 #include <cxrl/io/safetensors.hpp>
+#include <cxrl/io/state_dict.hpp>
+
+#include <cxrl/text/clip_tokenizer.hpp>
+#include <cxrl/text/wordpiece.hpp>
+
+#include <cxrl/nn/attention.hpp>
+#include <cxrl/nn/autoencoder_kl.hpp>
+#include <cxrl/nn/bert.hpp>
+#include <cxrl/nn/clip_text_model.hpp>
+#include <cxrl/nn/densenet.hpp>
+#include <cxrl/nn/diffusers_config.hpp>
+#include <cxrl/nn/embeddings.hpp>
+#include <cxrl/nn/layers.hpp>
+#include <cxrl/nn/lora_linear.hpp>
+#include <cxrl/nn/meta.hpp>
+#include <cxrl/nn/resnet.hpp>
+#include <cxrl/nn/resnet_block.hpp>
+#include <cxrl/nn/torchscript.hpp>
+#include <cxrl/nn/transformer_2d.hpp>
+#include <cxrl/nn/unet_2d_condition.hpp>
+#include <cxrl/nn/unet_blocks.hpp>
+
+#include <cxrl/diffusion/ddim.hpp>
+#include <cxrl/diffusion/ddim_config.hpp>
+#include <cxrl/diffusion/guidance.hpp>
+#include <cxrl/diffusion/loss.hpp>
+#include <cxrl/diffusion/pipeline.hpp>
+#include <cxrl/diffusion/schedule.hpp>
+#include <cxrl/diffusion/stable_diffusion.hpp>
+
+#include <cxrl/policy/ace.hpp>
+#include <cxrl/policy/lora.hpp>
+#include <cxrl/policy/lora_ace_policy.hpp>
+
+#include <cxrl/core/adapters_guard.hpp>
+#include <cxrl/core/baselines.hpp>
+#include <cxrl/core/concepts.hpp>
+#include <cxrl/core/ddim_sampler.hpp>
+#include <cxrl/core/losses.hpp>
+#include <cxrl/core/reward_sum.hpp>
+#include <cxrl/core/trainer.hpp>
+#include <cxrl/core/trajectory.hpp>
+
+#include <cxrl/metrics/auroc.hpp>
+#include <cxrl/metrics/fid.hpp>
+#include <cxrl/metrics/msssim.hpp>
+
+#include <cxrl/cxr/align_reward.hpp>
+#include <cxrl/cxr/canonical.hpp>
+#include <cxrl/cxr/consist_reward.hpp>
+#include <cxrl/cxr/cxr_clip.hpp>
+#include <cxrl/cxr/diag_reward.hpp>
+#include <cxrl/cxr/labeler.hpp>
+#include <cxrl/cxr/labeler_rules.hpp>
+#include <cxrl/cxr/observations.hpp>
+#include <cxrl/cxr/phantom.hpp>
+#include <cxrl/cxr/phantom_anatomy.hpp>
+#include <cxrl/cxr/phantom_devices.hpp>
+#include <cxrl/cxr/phantom_findings.hpp>
+#include <cxrl/cxr/phantom_posture.hpp>
+#include <cxrl/cxr/phantom_rng.hpp>
+#include <cxrl/cxr/posture.hpp>
+#include <cxrl/cxr/report_writer.hpp>
+#include <cxrl/cxr/rewards.hpp>
+#include <cxrl/cxr/xrv_densenet.hpp>
+
+#include <cxrl/data/csv.hpp>
+#include <cxrl/data/dataset.hpp>
+#include <cxrl/data/gzip.hpp>
+#include <cxrl/data/issues.hpp>
+#include <cxrl/data/mimic.hpp>
+#include <cxrl/data/mimic_fixture.hpp>
+#include <cxrl/data/phantom_dataset.hpp>
+#include <cxrl/data/sample.hpp>
+#include <cxrl/data/sections.hpp>
