@@ -104,6 +104,15 @@ class LoraAcePolicy {
     }
   }
 
+  /// @brief Not copyable: a copy would share the LoRA layers but not the adapter/ACE state.
+  LoraAcePolicy(const LoraAcePolicy&) = delete;
+  /// @brief Not copyable (see the copy constructor).
+  LoraAcePolicy& operator=(const LoraAcePolicy&) = delete;
+  /// @brief Movable.
+  LoraAcePolicy(LoraAcePolicy&&) = default;
+  /// @brief Movable.
+  LoraAcePolicy& operator=(LoraAcePolicy&&) = default;
+
   /// @brief Builds the policy from a pipeline bundle with members `unet`, `text_encoder`, `tokenizer`
   /// (shared_ptr) and `vae` (e.g. `cxrl::diffusion::StableDiffusion`); the modules are shared, not copied.
   /// @tparam Components any type with those members
