@@ -198,7 +198,9 @@ constexpr char32_t to_lower(char32_t c) {
 /// HTML entity, where openai unescapes and ftfy alone does not).
 enum class CleanFlavor {
   transformers,  ///< transformers 4.30 CLIPTokenizer: `whitespace_clean(ftfy.fix_text(t)).lower()`
-  openai,        ///< openai/CLIP: ftfy.fix_text → html.unescape ×2 → strip → whitespace_clean → lower
+  /// openai/CLIP: ftfy.fix_text → html.unescape ×2 → strip → whitespace_clean → lower. Limit: the entity
+  /// decoder needs the closing ';' (Python's html.unescape also decodes a few legacy forms such as "&amp").
+  openai,
 };
 
 namespace detail {
