@@ -21,6 +21,7 @@ struct PhantomsOptions {
   std::uint64_t seed = 7;
   bool exposure = false;
   std::size_t max_tiles = 0;
+  std::vector<std::size_t> select;
 };
 
 inline void run_phantoms(const PhantomsOptions& o) {
@@ -68,6 +69,18 @@ inline void run_phantoms(const PhantomsOptions& o) {
     tiles.push_back(cx::render_phantom(s, o.size));
     legend.push_back("random study " + std::to_string(k) + " (" + cx::view_name(s.view) + ")");
   }
+  if (!o.select.empty()) {
+    std::vector<torch::Tensor> t;
+    std::vector<std::string> l;
+    for (auto i : o.select)
+      if (i < tiles.size()) {
+        t.push_back(tiles[i]);
+        l.push_back(legend[i]);
+      }
+    if (t.empty()) throw std::invalid_argument("phantoms: --select names no existing tile");
+    tiles = t;
+    legend = l;
+  }
   if (o.max_tiles > 0 && tiles.size() > o.max_tiles) {
     tiles.resize(o.max_tiles);
     legend.resize(o.max_tiles);
@@ -86,6 +99,7 @@ inline void add_phantoms_command(CLI::App& app) {
   c->add_option("--size", o->size, "tile resolution (pixels)")->capture_default_str()->check(CLI::Range(16, 1024));
   c->add_option("--columns", o->columns, "tiles per row")->capture_default_str()->check(CLI::Range(1, 64));
   c->add_option("--seed", o->seed, "anatomy seed")->capture_default_str();
+  c->add_option("--select", o->select, "keep only these tile indices (row-major, as listed)");
   c->add_option("--max-tiles", o->max_tiles, "keep only the first N tiles (0 = all)");
   c->add_flag("--exposure", o->exposure, "apply each study's exposure and noise to the finding tiles");
   c->callback([o] { run_phantoms(*o); });
