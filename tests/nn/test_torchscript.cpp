@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
+#include <unistd.h>
 #include <filesystem>
 
 namespace {
