@@ -4,6 +4,7 @@
 #include "cxrl_mimic/cmd_make_mimic_fixture.hpp"
 #include "cxrl_mimic/cmd_phantoms.hpp"
 #include "cxrl_mimic/cmd_pretrain.hpp"
+#include "cxrl_mimic/cmd_train_rewards.hpp"
 #include "cxrl_mimic/cmd_main.hpp"
 #if __has_include("cxrl_mimic/cmd_label.hpp")
 #include "cxrl_mimic/cmd_label.hpp"
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   cxrl_mimic::add_make_mimic_fixture_command(app);
   cxrl_mimic::add_data_command(app);
   cxrl_mimic::add_pretrain_command(app);
+  cxrl_mimic::add_train_rewards_command(app);
   cxrl_mimic::add_main_command(app);
 #ifdef CXRL_MIMIC_HAS_LABEL
   cxrl_mimic::add_label_command(app);
