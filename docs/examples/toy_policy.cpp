@@ -1,6 +1,7 @@
 // Complete example of a cxrl::core::Policy (docs/concepts/policy.md): a small convolutional ε-model on
 // one-channel images with a frozen base and a gated additive adapter (the trainable part).
 // Compiled by tests/core/test_ddpo_trainer.cpp, which also trains it with DDPO.
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <cmath>

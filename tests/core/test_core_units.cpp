@@ -168,6 +168,13 @@ TEST_CASE("PerPromptStats matches ddpo-pytorch's PerPromptStatTracker across min
   CHECK(st.at("a").mean == Approx(5.0));
   CHECK(st.at("b").count == 2);
   CHECK(st.at("b").mean == Approx(3.0));
+
+  // A tracker restored from the buffers continues identically (checkpoint/resume).
+  PerPromptStats restored({3, 3});
+  restored.set_buffers(tracker.buffers());
+  auto r3 = f32({1, 8, 2});
+  std::vector<std::string> p3{"b", "a", "b"};
+  CHECK(torch::equal(restored.advantages(r3, p3), tracker.advantages(r3, p3)));
 }
 
 TEST_CASE("RewardSum: CXRL (mixed modes) and w/o RLCF (all absolute) with dummy rewards", "[core][rewards]") {

@@ -116,6 +116,17 @@ class PerPromptStats {
 
   /// @brief Forgets every buffer.
   void clear() { buffers_.clear(); }
+  /// @brief The per-prompt reward buffers, oldest first (to checkpoint the tracker).
+  const std::map<std::string, std::deque<double>>& buffers() const { return buffers_; }
+  /**
+   * @brief Restores buffers saved with buffers().
+   * @param buffers per-prompt rewards, oldest first; each is truncated to the newest buffer_size values.
+   */
+  void set_buffers(std::map<std::string, std::deque<double>> buffers) {
+    for (auto& [k, b] : buffers)
+      while (b.size() > cfg_.buffer_size) b.pop_front();
+    buffers_ = std::move(buffers);
+  }
   /// @brief The configuration.
   const PerPromptStatsConfig& config() const { return cfg_; }
 
