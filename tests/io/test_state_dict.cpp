@@ -80,3 +80,14 @@ TEST_CASE("loading converts dtype on request") {
   CHECK(n->fc->weight.scalar_type() == torch::kFloat64);
   CHECK(torch::allclose(n->fc->weight, src->fc->weight.to(torch::kFloat16).to(torch::kFloat64)));
 }
+
+TEST_CASE("a one-element [1] checkpoint tensor loads into a 0-d slot, as in PyTorch") {
+  Net n;
+  auto sd = cxrl::io::state_dict(*Net());
+  sd["bn.num_batches_tracked"] = torch::tensor({5}, torch::kLong);
+  CHECK(cxrl::io::load_state_dict(*n, sd).ok());
+  CHECK(n->bn->num_batches_tracked.dim() == 0);
+  CHECK(n->bn->num_batches_tracked.item<int64_t>() == 5);
+  sd["bn.num_batches_tracked"] = torch::tensor({5, 6}, torch::kLong);
+  CHECK_THAT(error_of(n, sd), Catch::Contains("bn.num_batches_tracked: checkpoint [2] vs model []"));
+}

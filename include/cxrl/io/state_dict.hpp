@@ -54,6 +54,15 @@ inline std::string shape_str(c10::IntArrayRef s) {
 }
 }  // namespace detail
 
+/// @brief Whether checkpoint tensor @p v fits model slot @p slot: equal shapes, or a one-element [1]
+/// tensor for a 0-d slot, which PyTorch's `load_state_dict` also accepts (old BatchNorm
+/// `num_batches_tracked`, as in the torchvision/xrv fixtures).
+/// @param v checkpoint tensor
+/// @param slot model parameter or buffer
+inline bool shapes_match(const torch::Tensor& v, const torch::Tensor& slot) {
+  return v.sizes() == slot.sizes() || (slot.dim() == 0 && v.dim() == 1 && v.numel() == 1);
+}
+
 /// @brief Parameters and persistent buffers of @p m by dotted name, like PyTorch's `state_dict()`.
 /// @param m module to read (tensors are shared, not copied)
 inline TensorMap state_dict(const torch::nn::Module& m) {
@@ -86,7 +95,7 @@ inline LoadReport load_state_dict(torch::nn::Module& m, const TensorMap& sd, con
     auto it = sd.find(k);
     if (it == sd.end()) {
       rep.missing.push_back(k);
-    } else if (it->second.sizes() != slot.sizes()) {
+    } else if (!shapes_match(it->second, slot)) {
       rep.mismatched.push_back(k + ": checkpoint " + detail::shape_str(it->second.sizes()) + " vs model " +
                                detail::shape_str(slot.sizes()));
     }
@@ -98,8 +107,8 @@ inline LoadReport load_state_dict(torch::nn::Module& m, const TensorMap& sd, con
   torch::NoGradGuard ng;
   for (auto& [k, slot] : slots) {
     auto it = sd.find(k);
-    if (it == sd.end() || it->second.sizes() != slot.sizes()) continue;
-    auto v = it->second;
+    if (it == sd.end() || !shapes_match(it->second, slot)) continue;
+    auto v = it->second.reshape(slot.sizes());
     if (slot.is_floating_point() && !v.is_floating_point())
       throw CheckpointError(src + ": tensor '" + k + "' has integer dtype " + c10::toString(v.scalar_type()) +
                             " but the model expects floating point");
