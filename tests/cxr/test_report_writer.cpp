@@ -128,7 +128,7 @@ TEST_CASE("report writer: held-out phrasings never occur in the train pool", "[r
   CHECK(he.size() > 50);
 }
 
-TEST_CASE("report writer: impressions fit 74 CLIP tokens; the fallback bound is conservative", "[report][tokens]") {
+TEST_CASE("report writer: impressions fit 74 CLIP tokens and the fallback bound is conservative", "[report][tokens]") {
   const cx::ReportWriter w(cx::PhrasingPool::all, clip_counter(), 74);
   cx::PhantomConfig cfg;
   cfg.max_findings = 4;

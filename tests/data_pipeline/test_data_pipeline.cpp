@@ -252,7 +252,7 @@ TEST_CASE("mimic loader: injected faults are reported with file:line and skipped
   fs::remove_all(root);
 }
 
-TEST_CASE("phantom dataset: lazy, deterministic, split-disjoint; batches and canonical CXR", "[data][phantom]") {
+TEST_CASE("phantom dataset: lazy, deterministic, split-disjoint, with batches and the canonical CXR", "[data][phantom]") {
   cd::PhantomDatasetOptions o;
   o.resolution = 32;
   o.n_train = 40;
