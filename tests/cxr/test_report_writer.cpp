@@ -43,22 +43,38 @@ const cx::TokenCounter& clip_counter() {
 TEST_CASE("report writer: labels agree with the study and the impression mentions every finding", "[report]") {
   const cx::ReportWriter w(cx::PhrasingPool::train);
   cx::PhantomConfig cfg;
-  for (std::uint64_t seed = 0; seed < 500; ++seed) {
+  for (std::uint64_t seed = 0; seed < 3000; ++seed) {  // with the conservative bound (the default counter)
     const auto s = cx::sample_phantom_spec(cfg, seed);
     const auto r = w.write(s);
     REQUIRE(r.impression == w.write(s).impression);  // deterministic
     for (int o = 0; o < cx::kNumObservations; ++o) {
       const auto want = s.findings[static_cast<std::size_t>(o)].label;
       const auto got = r.labels[static_cast<std::size_t>(o)];
-      INFO("seed " << seed << " " << cx::kObservations[static_cast<std::size_t>(o)] << "\n" << r.impression);
       if (o == cx::obs::no_finding) continue;
+      if (want == cx::Label::negative ? (got == cx::Label::negative || got == cx::Label::blank) : got == want) continue;
+      INFO("seed " << seed << " " << cx::kObservations[static_cast<std::size_t>(o)] << "\n" << r.impression);
       if (want == cx::Label::negative) CHECK((got == cx::Label::negative || got == cx::Label::blank));
       else CHECK(got == want);
     }
-    CHECK(r.labels[cx::obs::no_finding] == s.findings[cx::obs::no_finding].label);
-    CHECK(!r.findings.empty());
-    CHECK(!r.impression.empty());
+    if (r.labels[cx::obs::no_finding] != s.findings[cx::obs::no_finding].label)
+      CHECK(r.labels[cx::obs::no_finding] == s.findings[cx::obs::no_finding].label);
+    if (r.findings.empty() || r.impression.empty()) CHECK(false);
   }
+}
+
+TEST_CASE("report writer: a tight budget leaves out negations first, then the least important mentions", "[report]") {
+  auto s = cx::normal_phantom_spec(8);
+  cx::set_finding(s, cx::obs::pneumothorax, 0.9f, cx::Laterality::right);
+  cx::set_finding(s, cx::obs::pleural_effusion, 0.9f, cx::Laterality::bilateral);
+  cx::set_finding(s, cx::obs::fracture, 0.9f, cx::Laterality::left);
+  const auto full = cx::ReportWriter(cx::PhrasingPool::all, cx::conservative_token_bound, 74).write(s);
+  const auto tight = cx::ReportWriter(cx::PhrasingPool::all, cx::conservative_token_bound, 14).write(s);
+  CHECK(full.labels[cx::obs::fracture] == cx::Label::positive);
+  CHECK(tight.labels[cx::obs::pneumothorax] == cx::Label::positive);   // highest priority kept
+  CHECK(tight.labels[cx::obs::fracture] == cx::Label::blank);          // lowest priority left out
+  CHECK(tight.labels[cx::obs::consolidation] == cx::Label::blank);     // negation left out
+  CHECK(cx::conservative_token_bound(tight.impression) <= 14);
+  CHECK(cx::label_report(tight.impression) == tight.labels);
 }
 
 TEST_CASE("report writer: wording of severity, laterality, negation, uncertainty, devices and normal studies", "[report]") {

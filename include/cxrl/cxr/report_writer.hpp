@@ -9,7 +9,10 @@
 ///
 /// **Labels.** write() returns the labels *of the impression text* (the section MIMIC-CXR's CheXpert
 /// labels come from): a negation that does not fit the 74-token budget is left out of the impression
-/// and its label becomes blank. Positive and uncertain findings are always in the impression.
+/// and its label becomes blank. Positive and uncertain findings come first and are always in the
+/// impression unless even they exceed the budget; then uncertain and the least important positive
+/// mentions are left out (label blank = not mentioned) — with CLIP's count and ≤ 3 findings this
+/// does not happen (tests/cxr/test_report_writer.cpp).
 /// The phrasings avoid words that the CheXpert labeler maps to other observations (e.g. "plate-like"
 /// → a support-device "plate", "opacities" in a pneumonia sentence → Lung Opacity).
 #pragma once
@@ -301,6 +304,7 @@ class ReportWriter {
     };
     const PhantomScene scene = build_scene(s);
     std::vector<std::string> f_pos, i_pos, f_unc, i_unc, f_dev, i_dev, f_neg;
+    std::vector<int> i_pos_obs, i_unc_obs;  // observation of each impression sentence
     struct Neg {
       std::string text;
       std::vector<int> obs;
@@ -320,11 +324,13 @@ class ReportWriter {
       if (f.label == Label::positive) {
         f_pos.push_back(fill(pick(pos_findings(o, f)), v));
         i_pos.push_back(fill(pick(pos_impression(o, f)), v));
+        i_pos_obs.push_back(o);
       } else {
         const auto& u = kUnc[o];
         const std::string a = fill(pick(Templates(u, 3)), v);
         f_unc.push_back(a);
         i_unc.push_back(a);
+        i_unc_obs.push_back(o);
       }
       r.labels[static_cast<std::size_t>(o)] = f.label;
     }
@@ -366,12 +372,30 @@ class ReportWriter {
     r.findings = join(fs);
     // IMPRESSION: positives, uncertain, devices, then negations while the budget allows.
     std::vector<std::string> is;
-    if (!abnormal) is.emplace_back(pick(kNormalImpression));
-    for (auto* g : {&i_pos, &i_unc, &i_dev}) is.insert(is.end(), g->begin(), g->end());
-    while (count_(join(is)) > max_tokens_ && !i_dev.empty()) {  // extremely long: drop device details
-      is.resize(is.size() - i_dev.size());
-      i_dev.clear();
-      is.emplace_back(pool_ == PhrasingPool::heldout ? "Support devices are present." : "Support devices in place.");
+    const std::string normal_impression = abnormal ? std::string() : std::string(pick(kNormalImpression));
+    auto assemble = [&] {
+      is.clear();
+      if (!normal_impression.empty()) is.push_back(normal_impression);
+      for (auto* g : {&i_pos, &i_unc, &i_dev}) is.insert(is.end(), g->begin(), g->end());
+    };
+    assemble();
+    if (count_(join(is)) > max_tokens_ && i_dev.size() > 1) {  // very long: one device sentence
+      i_dev.assign(1, pool_ == PhrasingPool::heldout ? "Support devices are present." : "Support devices in place.");
+      assemble();
+    }
+    // Still too long (tight budgets, many findings): leave out uncertain, then the least important
+    // positive mentions; their labels become blank ("not mentioned"), never wrong.
+    while (count_(join(is)) > max_tokens_ && (!i_unc.empty() || i_pos.size() > 1)) {
+      if (!i_unc.empty()) {
+        r.labels[static_cast<std::size_t>(i_unc_obs.back())] = Label::blank;
+        i_unc.pop_back();
+        i_unc_obs.pop_back();
+      } else {
+        r.labels[static_cast<std::size_t>(i_pos_obs.back())] = Label::blank;
+        i_pos.pop_back();
+        i_pos_obs.pop_back();
+      }
+      assemble();
     }
     for (const auto& n : negs) {
       is.push_back(n.text);
@@ -383,7 +407,8 @@ class ReportWriter {
     }
     r.impression = join(is);
     if (count_(r.impression) > max_tokens_)
-      throw std::logic_error("ReportWriter: impression exceeds the token budget even without negations: " + r.impression);
+      throw std::invalid_argument("ReportWriter: max_impression_tokens " + std::to_string(max_tokens_) +
+                                  " is too small for a single finding sentence: " + r.impression);
     // No Finding, as the CheXpert labeler aggregates it.
     bool any = false;
     for (int o = 0; o < kNumObservations; ++o)
