@@ -93,7 +93,9 @@ TEST_CASE("train-rewards at a tiny config writes loadable rewards and sane metri
   CHECK(torch::isfinite(ra).all().item<bool>());
   CHECK((ra <= 0).all().item<bool>());
 
-  auto clf = cxrl::cxr::XrvDenseNet::load(out / "xrv_densenet.safetensors", cxrl_mimic::phantom_densenet_config(o));
+  auto clf = cxrl::cxr::XrvDenseNet::load(out / "xrv_densenet.safetensors", cxrl_mimic::phantom_densenet_config(o),
+                                          torch::kCPU, o.resolution);
+  CHECK(clf.resolution() == o.resolution);
   REQUIRE(clf.op_threshs().defined());
   // Compared outputs carry a threshold in (0, 1); the rest are NaN (untrained), as in released xrv weights.
   int calibrated = 0;

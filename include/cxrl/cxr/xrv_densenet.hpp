@@ -169,9 +169,10 @@ class XrvDenseNet {
   /// @param path converted weights (see the file comment)
   /// @param cfg architecture
   /// @param device where to place the model
+  /// @param resolution input side the weights were trained at (224 for the released xrv weights)
   static XrvDenseNet load(const std::filesystem::path& path, nn::DenseNetConfig cfg = nn::DenseNetConfig::densenet121(1, 18),
-                          torch::Device device = torch::kCPU) {
-    XrvDenseNet m(std::move(cfg));
+                          torch::Device device = torch::kCPU, int64_t resolution = 224) {
+    XrvDenseNet m(std::move(cfg), resolution);
     auto sd = io::load_safetensors(path);
     auto it = sd.find("op_threshs");
     if (it != sd.end()) {
