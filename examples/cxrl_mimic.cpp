@@ -6,6 +6,7 @@
 #include "cxrl_mimic/cmd_pretrain.hpp"
 #include "cxrl_mimic/cmd_train_rewards.hpp"
 #include "cxrl_mimic/cmd_main.hpp"
+#include "cxrl_mimic/cmd_generate.hpp"
 #if __has_include("cxrl_mimic/cmd_label.hpp")
 #include "cxrl_mimic/cmd_label.hpp"
 #define CXRL_MIMIC_HAS_LABEL 1
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
   cxrl_mimic::add_pretrain_command(app);
   cxrl_mimic::add_train_rewards_command(app);
   cxrl_mimic::add_main_command(app);
+  cxrl_mimic::add_generate_command(app);
 #ifdef CXRL_MIMIC_HAS_LABEL
   cxrl_mimic::add_label_command(app);
 #endif

@@ -2,6 +2,7 @@
 // folder that StableDiffusion::from_pretrained loads strictly and samples from.
 #include <catch2/catch.hpp>
 
+#include "../../examples/cxrl_mimic/cmd_generate.hpp"
 #include "../../examples/cxrl_mimic/cmd_pretrain.hpp"
 
 #include <cxrl/diffusion/pipeline.hpp>
@@ -57,6 +58,22 @@ TEST_CASE("pretrain writes a diffusers folder that loads and samples like RoentG
   CHECK(r.images.min().item<float>() >= 0.0f);
   CHECK(r.images.max().item<float>() <= 1.0f);
   CHECK(torch::isfinite(r.log_probs).all().item<bool>());
+
+  // `generate` writes one grid row per report: 2 rows x 3 tiles of 16 px with 2 px padding.
+  cxrl_mimic::GenerateCmdOptions go;
+  go.model = out.string();
+  go.prompt = {"Small left pleural effusion.", "No acute cardiopulmonary process."};
+  go.n = 3;
+  go.steps = 2;
+  go.out = (out / "grid.png").string();
+  cxrl_mimic::run_generate(go);
+  const auto grid = cxrl::io::read_image(go.out);
+  CHECK(grid.sizes() == torch::IntArrayRef({1, 2 * 18 + 2, 3 * 18 + 2}));
+  const auto prompts_file = out / "prompts.txt";
+  std::ofstream(prompts_file) << "Mild edema.\n\nNo effusion.\n";
+  go.prompt.clear();
+  go.prompts_file = prompts_file.string();
+  CHECK_THROWS_WITH(cxrl_mimic::run_generate(go), Catch::Contains("prompts.txt:2: empty report"));
   fs::remove_all(out);
 }
 
