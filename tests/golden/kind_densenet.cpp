@@ -65,29 +65,8 @@ void check_preprocess(cxrl::golden::Context& ctx, const std::string& role) {
 CXRL_GOLDEN_KIND("densenet") {
   const auto cfgj = ctx.json("config");
   const auto cfg = cxrl::nn::DenseNetConfig::from_json(cfgj, ctx.file("config").string());
-  const double momentum = cfgj.contains("batchnorm") ? cfgj["batchnorm"].value("momentum", 0.1) : 0.1;
-
-  auto model = load_model(ctx, cfg);
-  if (cfgj.contains("num_parameters")) {
-    int64_t n = 0;
-    for (const auto& p : model->parameters()) n += p.numel();
-    ctx.expect("num_parameters", n == cfgj["num_parameters"].get<int64_t>(), std::to_string(n));
-  }
-  model->eval();
-  const auto x = ctx.tensor("input");
-  {
-    torch::NoGradGuard ng;
-    check_outputs(ctx, model, x, "eval");
-  }
-  // Train mode on a fresh copy: batch statistics, running-stat update (momentum, unbiased var).
-  auto before = load_model(ctx, cfg);
-  auto trained = load_model(ctx, cfg);
-  trained->train();
-  {
-    torch::NoGradGuard ng;
-    check_outputs(ctx, trained, x, "train");
-  }
-  cxrl::golden::check_train_bn(ctx, *before, *trained, momentum);
-
+  cxrl::golden::check_cnn_fixture(
+      ctx, cfgj, [&] { return load_model(ctx, cfg); },
+      [&](auto& m, const torch::Tensor& x, const char* prefix) { check_outputs(ctx, m, x, prefix); });
   if (ctx.has_file("preprocess.safetensors")) check_preprocess(ctx, "preprocess.safetensors");
 }

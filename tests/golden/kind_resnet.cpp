@@ -36,26 +36,7 @@ void check_outputs(cxrl::golden::Context& ctx, cxrl::nn::ResNet& m, const torch:
 CXRL_GOLDEN_KIND("resnet") {
   const auto cfgj = ctx.json("config");
   const auto cfg = cxrl::nn::ResNetConfig::from_json(cfgj, ctx.file("config").string());
-  const double momentum = cfgj.contains("batchnorm") ? cfgj["batchnorm"].value("momentum", 0.1) : 0.1;
-
-  auto model = load_model(ctx, cfg);
-  if (cfgj.contains("num_parameters")) {
-    int64_t n = 0;
-    for (const auto& p : model->parameters()) n += p.numel();
-    ctx.expect("num_parameters", n == cfgj["num_parameters"].get<int64_t>(), std::to_string(n));
-  }
-  model->eval();
-  const auto x = ctx.tensor("input");
-  {
-    torch::NoGradGuard ng;
-    check_outputs(ctx, model, x, "eval");
-  }
-  auto before = load_model(ctx, cfg);
-  auto trained = load_model(ctx, cfg);
-  trained->train();
-  {
-    torch::NoGradGuard ng;
-    check_outputs(ctx, trained, x, "train");
-  }
-  cxrl::golden::check_train_bn(ctx, *before, *trained, momentum);
+  cxrl::golden::check_cnn_fixture(
+      ctx, cfgj, [&] { return load_model(ctx, cfg); },
+      [&](auto& m, const torch::Tensor& x, const char* prefix) { check_outputs(ctx, m, x, prefix); });
 }

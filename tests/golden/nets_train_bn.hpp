@@ -13,18 +13,11 @@
 
 namespace cxrl::golden {
 
-/// Loads the fixture's weights strictly. The fixture files store the 0-d `num_batches_tracked` buffers with
-/// shape [1] (PyTorch's state_dict has them 0-d); those one-element tensors are reshaped to the model's
-/// 0-d slot first, every other key goes through the strict loader unchanged.
+/// Loads the fixture's weights strictly. (The fixtures store `num_batches_tracked` as [1]; the strict loader
+/// accepts that for a 0-d slot, as PyTorch does.)
 inline void load_fixture_weights(Context& ctx, torch::nn::Module& m, io::LoadOptions opt = {}) {
-  auto sd = io::load_safetensors(ctx.file("weights"));
-  const auto slots = io::state_dict(m);
-  for (auto& [k, t] : sd) {
-    auto it = slots.find(k);
-    if (it != slots.end() && it->second.dim() == 0 && t.dim() == 1 && t.numel() == 1) t = t.reshape({});
-  }
   if (opt.source.empty()) opt.source = ctx.file("weights").string();
-  io::load_state_dict(m, sd, opt);
+  io::load_state_dict(m, io::load_safetensors(ctx.file("weights")), opt);
 }
 
 /// @param before a copy of the model's state (eval model) before the train forward
@@ -72,6 +65,35 @@ inline void check_train_bn(Context& ctx, const torch::nn::Module& before, const 
     seen.insert(layer);
   }
   ctx.expect("train.bn layers found", !seen.empty() || bns.empty(), std::to_string(seen.size()) + " BN layers checked");
+}
+
+/// The flow shared by the torchvision CNN fixtures: parameter count, eval outputs, one train-mode forward
+/// on a fresh copy, then its BatchNorm statistics.
+/// @param load returns a freshly loaded model
+/// @param check_outputs checks a model's outputs under an io prefix ("eval" / "train")
+template <class Load, class CheckOutputs>
+void check_cnn_fixture(Context& ctx, const nlohmann::json& cfgj, Load load, CheckOutputs check_outputs) {
+  const double momentum = cfgj.contains("batchnorm") ? cfgj["batchnorm"].value("momentum", 0.1) : 0.1;
+  auto model = load();
+  if (cfgj.contains("num_parameters")) {
+    int64_t n = 0;
+    for (const auto& p : model->parameters()) n += p.numel();
+    ctx.expect("num_parameters", n == cfgj["num_parameters"].get<int64_t>(), std::to_string(n));
+  }
+  model->eval();
+  const auto x = ctx.tensor("input");
+  {
+    torch::NoGradGuard ng;
+    check_outputs(model, x, "eval");
+  }
+  auto before = load();
+  auto trained = load();
+  trained->train();
+  {
+    torch::NoGradGuard ng;
+    check_outputs(trained, x, "train");
+  }
+  check_train_bn(ctx, *before, *trained, momentum);
 }
 
 }  // namespace cxrl::golden
