@@ -82,18 +82,6 @@ inline nlohmann::json phantom_scheduler_config() {
           {"prediction_type", "epsilon"},   {"timestep_spacing", "leading"}};
 }
 
-inline void write_json(const std::filesystem::path& p, const nlohmann::json& j) {
-  std::filesystem::create_directories(p.parent_path());
-  auto tmp = p;
-  tmp += ".tmp";
-  {
-    std::ofstream f(tmp);
-    f << j.dump(2) << '\n';
-    if (!f) throw std::runtime_error(tmp.string() + ": write failed");
-  }
-  std::filesystem::rename(tmp, p);
-}
-
 /// Writes a diffusers pixel-space text-to-image folder (no VAE).
 inline void save_phantom_pipeline(const std::filesystem::path& dir, cxrl::nn::UNet2DConditionModel& unet,
                                   const nlohmann::json& unet_cfg, cxrl::nn::CLIPTextModel& te,

@@ -193,18 +193,6 @@ inline RenderedSplit render_split(const cxrl::data::PhantomDataset& d, bool quie
 }
 
 /// Writes @p j to @p p atomically (temporary file + rename).
-inline void write_rewards_json(const std::filesystem::path& p, const nlohmann::json& j) {
-  std::filesystem::create_directories(p.parent_path());
-  auto tmp = p;
-  tmp += ".tmp";
-  {
-    std::ofstream f(tmp);
-    f << j.dump(2) << '\n';
-    if (!f) throw std::runtime_error(tmp.string() + ": write failed");
-  }
-  std::filesystem::rename(tmp, p);
-}
-
 /// Runs @p f over @p x in chunks of 64 rows without gradient and concatenates the results.
 template <class F>
 torch::Tensor chunked(const torch::Tensor& x, F&& f) {
@@ -253,7 +241,7 @@ inline nlohmann::json train_posture(const TrainRewardsOptions& o, const cxrl::da
   }, topt);
   cxrl::cxr::save_posture_net(out / "posture_net.safetensors", net);
   const auto cfg = net->config();
-  write_rewards_json(out / "posture_net.json", {{"width", cfg.width}, {"layers", cfg.layers}, {"in_channels", cfg.in_channels},
+  write_json(out / "posture_net.json", {{"width", cfg.width}, {"layers", cfg.layers}, {"in_channels", cfg.in_channels},
                                         {"image_size", cfg.image_size}});
 
   net->eval();
@@ -379,7 +367,7 @@ inline nlohmann::json train_diag(const TrainRewardsOptions& o, const RenderedSpl
   cxrl::io::save_safetensors(out / "xrv_densenet.safetensors", sd,
                              {{"format", "pt"}, {"producer", "cxrl_mimic train-rewards"},
                               {"resolution", std::to_string(o.resolution)}, {"threshold_rule", o.diag_threshold}});
-  write_rewards_json(out / "xrv_densenet.json", {{"growth_rate", cfg.growth_rate}, {"block_config", cfg.block_config},
+  write_json(out / "xrv_densenet.json", {{"growth_rate", cfg.growth_rate}, {"block_config", cfg.block_config},
                                          {"num_init_features", cfg.num_init_features}, {"bn_size", cfg.bn_size},
                                          {"drop_rate", cfg.drop_rate}, {"num_classes", cfg.num_classes},
                                          {"in_channels", cfg.in_channels}, {"resolution", o.resolution},
@@ -457,7 +445,7 @@ inline nlohmann::json train_clip(const TrainRewardsOptions& o, const RenderedSpl
   model->eval();
   cxrl::io::save_safetensors(out / "cxr_clip.safetensors", cxrl::io::state_dict(*model),
                              {{"format", "pt"}, {"producer", "cxrl_mimic train-rewards"}});
-  write_rewards_json(out / "cxr_clip.json",
+  write_json(out / "cxr_clip.json",
              {{"image", {{"block", "BasicBlock"}, {"layers", cfg.image.layers}, {"in_channels", cfg.image.in_channels},
                          {"width", cfg.image.width}, {"include_fc", false}}},
               {"text", {{"vocab_size", cfg.text.vocab_size}, {"hidden_size", cfg.text.hidden_size},
@@ -510,7 +498,7 @@ inline void run_train_rewards(const TrainRewardsOptions& o, const nlohmann::json
   const auto t0 = std::chrono::steady_clock::now();
   const fs::path out = o.out;
   fs::create_directories(out);
-  write_rewards_json(out / "train_rewards_config.json", resolved);
+  write_json(out / "train_rewards_config.json", resolved);
   const bool all = o.only.empty();
   if (all || o.only == "clip") (void)phantom_clip_tokenizer(o);  // fail early on a bad --vocab
 
@@ -541,16 +529,16 @@ inline void run_train_rewards(const TrainRewardsOptions& o, const nlohmann::json
     const auto test = render_split(test_ds, o.quiet);
     if (all || o.only == "posture") {
       metrics["posture"] = train_posture(o, train_ds, train, test, out);
-      write_rewards_json(metrics_file, metrics);
+      write_json(metrics_file, metrics);
     }
     if (all || o.only == "diag") {
       const auto validate = render_split(validate_ds, o.quiet);
       metrics["diag"] = train_diag(o, train, validate, test, out);
-      write_rewards_json(metrics_file, metrics);
+      write_json(metrics_file, metrics);
     }
     if (all || o.only == "clip") {
       metrics["clip"] = train_clip(o, train, test, out);
-      write_rewards_json(metrics_file, metrics);
+      write_json(metrics_file, metrics);
     }
   } catch (const TrainRewardsInterrupted&) {
     std::fprintf(stderr,
@@ -559,7 +547,7 @@ inline void run_train_rewards(const TrainRewardsOptions& o, const nlohmann::json
     return;
   }
   metrics["seconds_total"] = seconds_since(t0);
-  write_rewards_json(metrics_file, metrics);
+  write_json(metrics_file, metrics);
   if (!o.quiet) std::fprintf(stderr, "train-rewards: wrote %s\n%s\n", out.c_str(), metrics.dump(2).c_str());
 }
 

@@ -16,6 +16,19 @@
 
 namespace cxrl_mimic {
 
+/// Writes @p j as indented JSON, atomically (temp file + rename), creating the parent folder.
+inline void write_json(const std::filesystem::path& p, const nlohmann::json& j) {
+  std::filesystem::create_directories(p.parent_path());
+  auto tmp = p;
+  tmp += ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << j.dump(2) << '\n';
+    if (!f) throw std::runtime_error(tmp.string() + ": write failed");
+  }
+  std::filesystem::rename(tmp, p);
+}
+
 class Settings {
  public:
   explicit Settings(CLI::App* app) : app_(app) {
@@ -84,18 +97,6 @@ class Settings {
     nlohmann::json j = nlohmann::json::object();
     for (const auto& e : entries_) j[e.name] = e.get();
     return j;
-  }
-
-  /// Writes resolved() to @p path (atomically).
-  void save(const std::filesystem::path& path) const {
-    auto tmp = path;
-    tmp += ".tmp";
-    {
-      std::ofstream out(tmp);
-      out << resolved().dump(2) << '\n';
-      if (!out) throw std::runtime_error(tmp.string() + ": write failed");
-    }
-    std::filesystem::rename(tmp, path);
   }
 
  private:
