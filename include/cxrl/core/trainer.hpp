@@ -20,6 +20,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -180,7 +181,8 @@ class Trainer {
 
   /**
    * @brief Runs one epoch; callbacks' `on_epoch_begin(trainer, stats)` / `on_epoch_end(trainer, stats)`
-   *        are called when present.
+   *        are called when present, and `on_phase(trainer, phase)` as "sampling", "rewards" and
+   *        "training" start (for progress output).
    * @tparam Callbacks callback types (each may define either hook; returning true stops training).
    * @param callbacks the callbacks.
    * @return the epoch's statistics; `stopped()` tells whether a callback asked to stop.
@@ -198,6 +200,7 @@ class Trainer {
     auto secs = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
 
     // Sampling.
+    (call_phase(callbacks, "sampling"), ...);
     auto t0 = clock::now();
     if constexpr (requires { policy_.train(false); }) policy_.train(false);
     std::vector<Trajectory> parts;
@@ -215,6 +218,7 @@ class Trainer {
     auto t1 = clock::now();
 
     // Rewards.
+    (call_phase(callbacks, "rewards"), ...);
     RewardBreakdown rb = rewards_.score(all.images, all.prompts, all.anchor_images);
     auto t2 = clock::now();
 
@@ -230,6 +234,7 @@ class Trainer {
     auto t3 = clock::now();
 
     // Training.
+    (call_phase(callbacks, "training"), ...);
     train_on(all, adv, st);
     auto t4 = clock::now();
 
@@ -400,6 +405,10 @@ class Trainer {
     }
   }
 
+  template <class C>
+  void call_phase(C& cb, std::string_view phase) {
+    if constexpr (requires { cb.on_phase(*this, phase); }) cb.on_phase(*this, phase);
+  }
   template <class C>
   bool call_begin(C& cb, const EpochStats& st) {
     if constexpr (requires { { cb.on_epoch_begin(*this, st) } -> std::convertible_to<bool>; })
