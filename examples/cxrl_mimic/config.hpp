@@ -1,5 +1,5 @@
 // Command settings from a JSON config file plus command-line overrides, with the resolved config
-// written to the run folder. Every setting is one `--name` option; `--config FILE` supplies any of
+// written to the run folder. Every setting is one `--name` option (`--a_b` also as `--a-b`); `--config FILE` supplies any of
 // them as JSON keys of the same name. The command line wins over the file; unknown keys and wrong
 // types in the file are errors that name the file, the key and what was expected.
 #pragma once
@@ -39,7 +39,7 @@ class Settings {
   /// Binds `--name` to @p field; its current value is the default.
   template <class T>
   CLI::Option* add(const std::string& name, T& field, const std::string& help) {
-    auto* opt = app_->add_option("--" + name, field, help)->capture_default_str();
+    auto* opt = app_->add_option(flag_names(name), field, help)->capture_default_str();
     entries_.push_back(Entry{name, opt,
                              [&field, name](const nlohmann::json& j, const std::string& src) {
                                try {
@@ -56,7 +56,7 @@ class Settings {
 
   /// Binds a boolean `--name` flag.
   CLI::Option* flag(const std::string& name, bool& field, const std::string& help) {
-    auto* opt = app_->add_flag("--" + name, field, help);
+    auto* opt = app_->add_flag(flag_names(name), field, help);
     entries_.push_back(Entry{name, opt,
                              [&field, name](const nlohmann::json& j, const std::string& src) {
                                if (!j.is_boolean())
@@ -100,6 +100,13 @@ class Settings {
   }
 
  private:
+  // `--a_b` also answers to `--a-b` (the JSON key stays a_b).
+  static std::string flag_names(const std::string& name) {
+    std::string dashed = name;
+    for (auto& c : dashed)
+      if (c == '_') c = '-';
+    return dashed == name ? "--" + name : "--" + name + ",--" + dashed;
+  }
   struct Entry {
     std::string name;
     CLI::Option* opt;
