@@ -7,6 +7,8 @@
 #include "cxrl_mimic/cmd_train_rewards.hpp"
 #include "cxrl_mimic/cmd_main.hpp"
 #include "cxrl_mimic/cmd_generate.hpp"
+#include "cxrl_mimic/cmd_finetune.hpp"
+#include "cxrl_mimic/cmd_evaluate.hpp"
 #if __has_include("cxrl_mimic/cmd_label.hpp")
 #include "cxrl_mimic/cmd_label.hpp"
 #define CXRL_MIMIC_HAS_LABEL 1
@@ -27,6 +29,8 @@ int main(int argc, char** argv) {
   cxrl_mimic::add_train_rewards_command(app);
   cxrl_mimic::add_main_command(app);
   cxrl_mimic::add_generate_command(app);
+  cxrl_mimic::add_finetune_command(app);
+  cxrl_mimic::add_evaluate_command(app);
 #ifdef CXRL_MIMIC_HAS_LABEL
   cxrl_mimic::add_label_command(app);
 #endif

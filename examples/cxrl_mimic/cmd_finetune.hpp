@@ -1,0 +1,445 @@
+// `finetune`: CXRL (paper §2–3). LoRA + ACE on the frozen anchor, stochastic DDIM with CFG, DDPO
+// PPO-clip updates against RewardSum<Absolute<Align>, Comparative<Diag>, Comparative<Consist>> with
+// λ = (1, 10, 10); the comparative terms score the anchor's sample from the same x_T. Ablations:
+// --no-ace, --no-rlcf (every term absolute: direct feedback), --rewards (any subset; the others get λ = 0
+// and are still logged).
+//
+// Run folder (--out):
+//   config.json                      resolved settings (a resumed run must match them)
+//   checkpoints/ckpt-<epoch>.safetensors   adapters + AdamW + RNG + epoch, atomic, last --keep_checkpoints
+//   events.out.tfevents.*            TensorBoard scalars and anchor-vs-policy image grids
+//   metrics.jsonl                    one JSON object per epoch (the same scalars, for scripts)
+//   grids/epoch_<k>.png              fixed held-out reports: anchor (top) vs policy (bottom) after k epochs
+//   adapters.safetensors             final LoRA + ACE (policy::LoraAcePolicy::load_adapters)
+//   metrics.json                     summary of the run
+#pragma once
+
+#include "config.hpp"
+#include "policy_setup.hpp"
+#include "reward_models.hpp"
+#include "settings_groups.hpp"
+#include "world.hpp"
+
+#include <cxrl/core/baselines.hpp>
+#include <cxrl/core/reward_sum.hpp>
+#include <cxrl/core/trainer.hpp>
+#include <cxrl/core/trainer_state.hpp>
+#include <cxrl/io/checkpoints.hpp>
+#include <cxrl/io/event_log.hpp>
+#include <cxrl/io/image.hpp>
+#include <cxrl/io/interrupt.hpp>
+#include <cxrl/io/progress.hpp>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace cxrl_mimic {
+
+struct FinetuneOptions {
+  std::string out = "runs/cxrl";
+  std::string name;  // row label for `evaluate`; "" = CXRL / w/o ACE / w/o RLCF / the reward subset
+  AssetPaths assets;
+  WorldOptions world;
+  PolicySettings policy;
+  std::string rewards = "align,diag,consist";
+  double w_align = 1.0, w_diag = 10.0, w_consist = 10.0;  // CXRL λ
+  bool no_rlcf = false;
+  // DDPO (ddpo-pytorch config/base.py names; CXRL: lr 3e-4, PPO clip)
+  int64_t epochs = 6;
+  int64_t batch_size = 8;
+  int64_t num_batches = 2;
+  int64_t train_batch_size = 0;
+  int64_t num_inner_epochs = 1;
+  int64_t gradient_accumulation_steps = 1;
+  double timestep_fraction = 1.0;
+  double learning_rate = 3e-4;
+  double clip_range = 1e-4;
+  double adv_clip_max = 5.0;
+  double max_grad_norm = 1.0;
+  int64_t n_prompts = 5000;  // training-split reports to draw prompts from
+  int64_t grid_prompts = 4;  // held-out reports in the per-epoch anchor-vs-policy grid (0 = none)
+  int keep_checkpoints = 3;
+  bool resume = false;
+  int64_t threads = 0;
+  bool quiet = false;
+};
+
+/// The reward names in @p list ("align,diag,consist" or any subset), validated.
+inline std::set<std::string> parse_reward_list(const std::string& list) {
+  std::set<std::string> s;
+  std::stringstream ss(list);
+  for (std::string x; std::getline(ss, x, ',');) {
+    if (x != "align" && x != "diag" && x != "consist")
+      throw std::invalid_argument("--rewards: unknown reward '" + x + "' (allowed: align, diag, consist, comma-separated)");
+    s.insert(x);
+  }
+  if (s.empty()) throw std::invalid_argument("--rewards: give at least one of align, diag, consist");
+  return s;
+}
+
+/// The evaluate row label of a run.
+inline std::string default_run_name(const FinetuneOptions& o) {
+  if (!o.name.empty()) return o.name;
+  const auto r = parse_reward_list(o.rewards);
+  if (r.size() < 3) {
+    std::string s;
+    for (const char* k : {"align", "diag", "consist"})
+      if (r.count(k)) s += (s.empty() ? "" : "+") + std::string(k);
+    return s + " only" + (o.no_rlcf ? " (w/o RLCF)" : "") + (o.policy.no_ace ? " (w/o ACE)" : "");
+  }
+  if (o.no_rlcf && o.policy.no_ace) return "w/o ACE, w/o RLCF";
+  if (o.no_rlcf) return "w/o RLCF";
+  if (o.policy.no_ace) return "w/o ACE";
+  return "CXRL";
+}
+
+inline void check_finetune_options(const FinetuneOptions& o) {
+  auto need = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument("finetune: " + what);
+  };
+  parse_reward_list(o.rewards);
+  need(o.epochs >= 1, "--epochs must be >= 1");
+  need(o.policy.lora_rank >= 1, "--lora_rank must be >= 1");
+  need(o.policy.no_ace || o.policy.ace_tokens >= 1, "--ace_tokens must be >= 1 (or pass --no-ace)");
+  need(o.n_prompts >= 1, "--n_prompts must be >= 1");
+  need(o.grid_prompts >= 0, "--grid_prompts must be >= 0");
+  need(o.keep_checkpoints >= 1, "--keep_checkpoints must be >= 1");
+  need(o.w_align >= 0 && o.w_diag >= 0 && o.w_consist >= 0, "reward weights must be >= 0");
+}
+
+namespace detail {
+
+inline nlohmann::json epoch_json(const cxrl::core::EpochStats& s, double lr) {
+  nlohmann::json j{{"epoch", s.epoch + 1},
+                   {"samples", s.num_samples},
+                   {"reward/total", s.reward_mean},
+                   {"reward/total_std", s.reward_std},
+                   {"advantage/mean", s.advantage_mean},
+                   {"advantage/std", s.advantage_std},
+                   {"train/loss", s.loss},
+                   {"train/approx_kl", s.approx_kl},
+                   {"train/clipfrac", s.clipfrac},
+                   {"train/grad_norm", s.grad_norm},
+                   {"train/lr", lr},
+                   {"train/optimizer_steps", s.optimizer_steps},
+                   {"time/sampling_s", s.sampling_seconds},
+                   {"time/reward_s", s.reward_seconds},
+                   {"time/advantage_s", s.advantage_seconds},
+                   {"time/training_s", s.training_seconds},
+                   {"time/images_per_s", s.images_per_second}};
+  if (!std::isnan(s.anchor_reward_mean)) j["reward/anchor_total"] = s.anchor_reward_mean;
+  for (const auto& c : s.components) {
+    j["reward/" + c.name + "/raw"] = c.raw_mean;
+    j["reward/" + c.name + "/weighted"] = c.weighted_mean;
+    j["reward/" + c.name + "/policy_score"] = c.score_mean;
+    if (!std::isnan(c.anchor_score_mean)) j["reward/" + c.name + "/anchor_score"] = c.anchor_score_mean;
+  }
+  return j;
+}
+
+/// Keeps the lines of metrics.jsonl for epochs < @p next_epoch (a resumed run rewrites the rest).
+inline void truncate_jsonl(const std::filesystem::path& p, int64_t next_epoch) {
+  if (!std::filesystem::exists(p)) return;
+  std::ifstream in(p);
+  std::vector<std::string> keep;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    try {
+      if (nlohmann::json::parse(line).at("epoch").get<int64_t>() <= next_epoch) keep.push_back(line);
+    } catch (const std::exception&) {
+      // a half-written last line from an interrupted run: dropped
+    }
+  }
+  in.close();
+  std::ofstream out(p, std::ios::trunc);
+  for (const auto& l : keep) out << l << '\n';
+}
+
+/// Settings that may differ between a run and its resumption.
+inline bool resumable_difference_ok(const std::string& key) {
+  return key == "epochs" || key == "threads" || key == "keep_checkpoints" || key == "out";
+}
+
+/// Anchor (top row) vs policy (bottom row) on fixed reports, the same x_T per column, fixed seed.
+template <class P>
+torch::Tensor anchor_policy_grid(P& policy, cxrl::core::DdimSampler& sampler, const std::vector<std::string>& prompts,
+                                 uint64_t seed) {
+  auto g1 = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto g2 = at::make_generator<at::CPUGeneratorImpl>(seed + 1);
+  auto traj = sampler.sample(policy, prompts, g1);
+  sampler.sample_anchor(policy, traj, g2);
+  std::vector<torch::Tensor> tiles;
+  for (int64_t i = 0; i < traj.batch_size(); ++i) tiles.push_back(traj.anchor_images[i]);
+  for (int64_t i = 0; i < traj.batch_size(); ++i) tiles.push_back(traj.images[i]);
+  return cxrl::io::make_grid(tiles, static_cast<int>(prompts.size()), 2, 1.0f);
+}
+
+}  // namespace detail
+
+/// Logs, draws grids, checkpoints, reports progress, and stops on SIGINT; one per run.
+template <class P>
+struct FinetuneCallbacks {
+  const FinetuneOptions& o;
+  const std::filesystem::path run;
+  P& policy;
+  cxrl::core::DdimSampler grid_sampler;
+  std::vector<std::string> grid_prompts;
+  cxrl::io::EventWriter events;
+  cxrl::io::CheckpointStore store;
+  cxrl::io::Progress bar;
+  nlohmann::json history = nlohmann::json::array();
+  std::string last_status;
+
+  void write_grid(int64_t epoch) {
+    if (grid_prompts.empty()) return;
+    const auto png = run / "grids" / ("epoch_" + std::to_string(epoch) + ".png");
+    const auto grid = detail::anchor_policy_grid(policy, grid_sampler, grid_prompts, o.policy.seed + 7777);
+    cxrl::io::write_png(png, grid);
+    events.image("grid/anchor_top_policy_bottom", cxrl::io::read_file_bytes(png), static_cast<int>(grid.size(1)),
+                 static_cast<int>(grid.size(2)), static_cast<int>(grid.size(0)), epoch);
+  }
+
+  template <class T>
+  void on_phase(T& trainer, std::string_view phase) {
+    std::ostringstream s;
+    s << "epoch " << trainer.epoch() + 1 << "/" << o.epochs << " " << phase << last_status;
+    bar.update(static_cast<long>(trainer.epoch()), s.str());
+  }
+
+  template <class T>
+  bool on_epoch_end(T& trainer, const cxrl::core::EpochStats& st) {
+    const double lr = o.learning_rate;
+    auto j = detail::epoch_json(st, lr);
+    const int64_t step = st.epoch + 1;
+    for (auto it = j.begin(); it != j.end(); ++it)
+      if (it.key() != "epoch" && it->is_number()) events.scalar(it.key(), it->get<double>(), step);
+    events.flush();
+    {
+      std::ofstream f(run / "metrics.jsonl", std::ios::app);
+      f << j.dump() << '\n';
+    }
+    history.push_back(j);
+    write_grid(step);
+    store.save(trainer.epoch(), cxrl::core::trainer_state(trainer), {{"producer", "cxrl_mimic finetune"}});
+    char buf[160];
+    std::snprintf(buf, sizeof buf, " | reward %.4f (anchor %.4f) kl %.2e", st.reward_mean,
+                  std::isnan(st.anchor_reward_mean) ? 0.0 : st.anchor_reward_mean, st.approx_kl);
+    last_status = buf;
+    bar.update(static_cast<long>(trainer.epoch()), "epoch " + std::to_string(step) + "/" + std::to_string(o.epochs) + last_status);
+    if (cxrl::io::interrupted()) {
+      std::cerr << "\nfinetune: interrupted; checkpoint of epoch " << step << " written to " << (run / "checkpoints").string()
+                << "; continue with --resume\n";
+      return true;
+    }
+    return false;
+  }
+};
+
+namespace detail {
+
+template <class RS>
+nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json& resolved, RS rewards) {
+  namespace fs = std::filesystem;
+  const fs::path run = o.out;
+  auto sd = cxrl::diffusion::StableDiffusion::from_pretrained(o.assets.roentgen);
+  auto policy = make_policy(sd, o.policy);
+  auto sampler = make_sampler(sd, o.policy);
+
+  const auto pool = train_prompts(o.world, static_cast<std::size_t>(o.n_prompts));
+  auto prompt_fn = [pool](int64_t n, at::Generator& gen) {
+    auto idx = torch::randint(static_cast<int64_t>(pool.size()), {n}, gen, torch::kLong);
+    std::vector<std::string> v;
+    for (int64_t i = 0; i < n; ++i) v.push_back(pool[static_cast<std::size_t>(idx[i].item<int64_t>())]);
+    return v;
+  };
+
+  cxrl::core::TrainerConfig tc;
+  tc.num_batches = o.num_batches;
+  tc.batch_size = o.batch_size;
+  tc.train_batch_size = o.train_batch_size;
+  tc.num_inner_epochs = o.num_inner_epochs;
+  tc.gradient_accumulation_steps = o.gradient_accumulation_steps;
+  tc.timestep_fraction = o.timestep_fraction;
+  tc.learning_rate = o.learning_rate;
+  tc.clip_range = o.clip_range;
+  tc.adv_clip_max = o.adv_clip_max;
+  tc.max_grad_norm = o.max_grad_norm;
+  tc.seed = o.policy.seed;
+  // Reports are (nearly) unique, so ddpo's per-prompt statistics fall back to the batch: whiten the batch.
+  cxrl::core::Trainer trainer(policy, sampler, std::move(rewards), cxrl::core::BatchWhitening{}, prompt_fn, tc);
+
+  std::vector<std::string> grid_prompts;
+  if (o.grid_prompts > 0) {
+    auto test = eval_set(o.world, static_cast<std::size_t>(o.grid_prompts), 32, /*quiet=*/true);
+    grid_prompts = test.reports;
+  }
+  FinetuneCallbacks<cxrl::policy::LoraAcePolicy> cb{o,
+                                                    run,
+                                                    policy,
+                                                    make_sampler(sd, o.policy),
+                                                    grid_prompts,
+                                                    cxrl::io::EventWriter(run),
+                                                    cxrl::io::CheckpointStore(run / "checkpoints", o.keep_checkpoints),
+                                                    cxrl::io::Progress("finetune " + resolved.at("name").get<std::string>(),
+                                                                       static_cast<long>(o.epochs), o.quiet),
+                                                    nlohmann::json::array(),
+                                                    {}};
+  if (o.resume) {
+    if (auto ck = cb.store.load_latest(std::cerr)) {
+      cxrl::core::load_trainer_state(trainer, ck->tensors, ck->file.string());
+      if (!o.quiet) std::cerr << "finetune: resumed from " << ck->file.string() << " (epoch " << trainer.epoch() << ")\n";
+    } else if (!o.quiet) {
+      std::cerr << "finetune: --resume: no intact checkpoint in " << (run / "checkpoints").string() << "; starting at epoch 0\n";
+    }
+  }
+  detail::truncate_jsonl(run / "metrics.jsonl", trainer.epoch());
+  if (trainer.epoch() == 0) cb.write_grid(0);
+
+  cxrl::io::install_interrupt_handler();
+  bool interrupted = false;
+  while (trainer.epoch() < o.epochs) {
+    trainer.train_epoch(cb);
+    if (trainer.stopped()) {
+      interrupted = true;
+      break;
+    }
+  }
+  policy.save_adapters(run / "adapters.safetensors", {{"epoch", std::to_string(trainer.epoch())}});
+
+  // The full history (including epochs before a resume) from metrics.jsonl.
+  nlohmann::json hist = nlohmann::json::array();
+  {
+    std::ifstream in(run / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) hist.push_back(nlohmann::json::parse(line));
+  }
+  nlohmann::json summary{{"name", resolved.at("name")},
+                         {"epochs_completed", trainer.epoch()},
+                         {"interrupted", interrupted},
+                         {"adapters", (run / "adapters.safetensors").string()},
+                         {"history", hist}};
+  if (!hist.empty()) summary["final"] = hist.back();
+  write_json(run / "metrics.json", summary);
+  return summary;
+}
+
+}  // namespace detail
+
+/// Every setting of a run under its flag name: the run's config.json.
+inline nlohmann::json finetune_config(const FinetuneOptions& o) {
+  const auto& a = o.assets;
+  const auto& p = o.policy;
+  return {{"out", o.out}, {"name", default_run_name(o)},
+          {"roentgen", a.roentgen}, {"rewards_dir", a.rewards_dir}, {"posture_net", a.posture_net},
+          {"xrv_densenet", a.xrv_densenet}, {"cxr_clip", a.cxr_clip}, {"vocab", a.vocab},
+          {"mimic_root", o.world.mimic_root}, {"reports_root", o.world.reports_root}, {"world_seed", o.world.world_seed},
+          {"lora_rank", p.lora_rank}, {"ace_tokens", p.ace_tokens}, {"no_ace", p.no_ace}, {"seed", p.seed},
+          {"steps", p.steps}, {"eta", p.eta}, {"guidance", p.guidance},
+          {"rewards", o.rewards}, {"w_align", o.w_align}, {"w_diag", o.w_diag}, {"w_consist", o.w_consist},
+          {"no_rlcf", o.no_rlcf}, {"epochs", o.epochs}, {"batch_size", o.batch_size}, {"num_batches", o.num_batches},
+          {"train_batch_size", o.train_batch_size}, {"num_inner_epochs", o.num_inner_epochs},
+          {"gradient_accumulation_steps", o.gradient_accumulation_steps}, {"timestep_fraction", o.timestep_fraction},
+          {"learning_rate", o.learning_rate}, {"clip_range", o.clip_range}, {"adv_clip_max", o.adv_clip_max},
+          {"max_grad_norm", o.max_grad_norm}, {"n_prompts", o.n_prompts}, {"grid_prompts", o.grid_prompts},
+          {"keep_checkpoints", o.keep_checkpoints}, {"threads", o.threads}};
+}
+
+/// Runs (or resumes) a fine-tuning run; returns the metrics.json summary.
+inline nlohmann::json run_finetune(const FinetuneOptions& o) {
+  namespace fs = std::filesystem;
+  namespace core = cxrl::core;
+  namespace cx = cxrl::cxr;
+  check_finetune_options(o);
+  check_world(o.world);
+  check_assets(o.assets);
+  if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
+  const auto resolved = finetune_config(o);
+
+  const fs::path run = o.out;
+  const auto cfg_path = run / "config.json";
+  if (fs::exists(cfg_path)) {
+    if (!o.resume)
+      throw std::invalid_argument("finetune: " + run.string() + " already holds a run (config.json); pass --resume to continue it, or choose another --out");
+    std::ifstream in(cfg_path);
+    nlohmann::json saved;
+    try {
+      saved = nlohmann::json::parse(in);
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(cfg_path.string() + ": not valid JSON (" + e.what() + ")");
+    }
+    std::string diff;
+    for (auto it = resolved.begin(); it != resolved.end(); ++it)
+      if (!detail::resumable_difference_ok(it.key()) && (!saved.contains(it.key()) || saved[it.key()] != *it))
+        diff += "\n  " + it.key() + ": run " + (saved.contains(it.key()) ? saved[it.key()].dump() : "(absent)") + ", now " + it->dump();
+    if (!diff.empty())
+      throw std::invalid_argument("finetune --resume: settings differ from " + cfg_path.string() + ":" + diff);
+  }
+  write_json(cfg_path, resolved);
+
+  const auto use = parse_reward_list(o.rewards);
+  auto w = [&](const char* k, double x) { return use.count(k) ? x : 0.0; };
+  auto align = load_align_reward(o.assets);
+  auto diag = load_diag_reward(o.assets);
+  auto consist = load_consist_reward(o.assets);
+  if (o.no_rlcf)
+    return detail::run_finetune_with(o, resolved,
+                                     core::RewardSum(core::Absolute{std::move(align), w("align", o.w_align)},
+                                                     core::Absolute{std::move(diag), w("diag", o.w_diag)},
+                                                     core::Absolute{std::move(consist), w("consist", o.w_consist)}));
+  return detail::run_finetune_with(o, resolved,
+                                   core::RewardSum(core::Absolute{std::move(align), w("align", o.w_align)},
+                                                   core::Comparative{std::move(diag), w("diag", o.w_diag)},
+                                                   core::Comparative{std::move(consist), w("consist", o.w_consist)}));
+}
+
+inline void add_finetune_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("finetune", "CXRL: RL fine-tuning of the anchor with LoRA + ACE against the three rewards");
+  auto o = std::make_shared<FinetuneOptions>();
+  auto s = std::make_shared<Settings>(cmd);
+  s->add("out", o->out, "run folder");
+  s->add("name", o->name, "row label in evaluate (default from the ablation switches)");
+  add_asset_settings(*s, o->assets);
+  add_world_settings(*s, o->world);
+  add_policy_settings(*s, o->policy);
+  s->add("rewards", o->rewards, "rewards to optimise: any of align,diag,consist");
+  s->add("w_align", o->w_align, "λ of r_align");
+  s->add("w_diag", o->w_diag, "λ of r_diag");
+  s->add("w_consist", o->w_consist, "λ of r_consist");
+  s->flag("no_rlcf", o->no_rlcf, "ablation: absolute diag/consist rewards instead of comparing with the anchor");
+  s->add("epochs", o->epochs, "epochs (total, also when resuming)");
+  s->add("batch_size", o->batch_size, "prompts per sampling call");
+  s->add("num_batches", o->num_batches, "sampling calls per epoch");
+  s->add("train_batch_size", o->train_batch_size, "samples per training minibatch (0 = batch_size)");
+  s->add("num_inner_epochs", o->num_inner_epochs, "passes over each epoch's samples");
+  s->add("gradient_accumulation_steps", o->gradient_accumulation_steps, "minibatches per optimizer step");
+  s->add("timestep_fraction", o->timestep_fraction, "fraction of the denoising steps trained per sample");
+  s->add("learning_rate", o->learning_rate, "AdamW learning rate");
+  s->add("clip_range", o->clip_range, "PPO clip range");
+  s->add("adv_clip_max", o->adv_clip_max, "advantage clip");
+  s->add("max_grad_norm", o->max_grad_norm, "gradient norm clip");
+  s->add("n_prompts", o->n_prompts, "training-split reports to draw prompts from");
+  s->add("grid_prompts", o->grid_prompts, "held-out reports in the per-epoch anchor-vs-policy grid");
+  s->add("keep_checkpoints", o->keep_checkpoints, "checkpoints kept in the run folder");
+  s->flag("resume", o->resume, "continue the run in --out from its newest intact checkpoint");
+  s->add("threads", o->threads, "intra-op threads (0 = LibTorch default)");
+  s->flag("quiet", o->quiet, "no progress output");
+  cmd->callback([o, s] {
+    s->resolve();
+    const auto summary = run_finetune(*o);
+    if (!o->quiet) std::cout << "finetune: wrote " << o->out << " (" << summary.at("epochs_completed") << " epochs)\n";
+  });
+}
+
+}  // namespace cxrl_mimic

@@ -1,0 +1,41 @@
+// Flag groups shared by finetune, evaluate and generate, so the same asset or policy setting has the same
+// name (and JSON key) everywhere.
+#pragma once
+
+#include "config.hpp"
+#include "policy_setup.hpp"
+#include "reward_models.hpp"
+#include "world.hpp"
+
+namespace cxrl_mimic {
+
+/// Binds the asset flags shared by finetune, evaluate and generate.
+inline void add_asset_settings(Settings& s, AssetPaths& a, bool rewards = true) {
+  s.add("roentgen", a.roentgen, "anchor: a diffusers text-to-image folder (phantom default or RoentGen)");
+  if (!rewards) return;
+  s.add("rewards_dir", a.rewards_dir, "folder with the phantom reward models written by train-rewards");
+  s.add("posture_net", a.posture_net, "PostureNet safetensors (default: <rewards_dir>/posture_net.safetensors)");
+  s.add("xrv_densenet", a.xrv_densenet, "torchxrayvision DenseNet safetensors (default: <rewards_dir>/xrv_densenet.safetensors)");
+  s.add("cxr_clip", a.cxr_clip, "CXR-CLIP safetensors (default: <rewards_dir>/cxr_clip.safetensors)");
+  s.add("vocab", a.vocab, "CXR-CLIP WordPiece vocab.txt");
+}
+
+/// Binds the data-source flags.
+inline void add_world_settings(Settings& s, WorldOptions& w) {
+  s.add("mimic_root", w.mimic_root, "MIMIC-CXR-JPG root (default: the built-in phantom world)");
+  s.add("reports_root", w.reports_root, "MIMIC-CXR reports root (default: --mimic-root)");
+  s.add("world_seed", w.world_seed, "phantom world seed (the shipped models use 0)");
+}
+
+/// Binds the policy / sampler flags.
+inline void add_policy_settings(Settings& s, PolicySettings& p) {
+  s.add("lora_rank", p.lora_rank, "LoRA rank");
+  s.add("ace_tokens", p.ace_tokens, "ACE tokens N");
+  s.flag("no_ace", p.no_ace, "ablation: LoRA only, no ACE tokens");
+  s.add("seed", p.seed, "seed of the adapters' initialisation and of every trainer generator");
+  s.add("steps", p.steps, "DDIM steps");
+  s.add("eta", p.eta, "DDIM eta (> 0)");
+  s.add("guidance", p.guidance, "classifier-free guidance scale");
+}
+
+}  // namespace cxrl_mimic

@@ -1,0 +1,118 @@
+// Where the reports and test images come from: the phantom world by default, MIMIC-CXR-JPG with
+// --mimic-root. Fine-tuning prompts are training-split impressions; evaluation uses the test split, whose
+// phantom reports are written from the held-out phrasing pool (never seen in pretraining or fine-tuning).
+#pragma once
+
+#include "paths.hpp"
+
+#include <cxrl/cxr/observations.hpp>
+#include <cxrl/data/mimic.hpp>
+#include <cxrl/data/phantom_dataset.hpp>
+#include <cxrl/io/progress.hpp>
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace cxrl_mimic {
+
+/// The data source of a run or an evaluation.
+struct WorldOptions {
+  std::string mimic_root;    // "" = phantom world
+  std::string reports_root;  // MIMIC-CXR reports root ("" = mimic_root)
+  uint64_t world_seed = 0;   // phantom world seed (the shipped anchor and rewards use 0)
+  std::string tokenizer_dir = default_tokenizer_dir().string();  // CLIP tokenizer (impression token budget)
+};
+
+/// Test pairs for evaluation: reports, their real images and labels.
+struct EvalSet {
+  std::vector<std::string> reports;  // impressions (the prompts)
+  torch::Tensor images;              // [N, 1, R, R] in [0, 1]
+  torch::Tensor labels;              // [N, 14] kObservations order: 1 positive, 0 negative or not mentioned, NaN uncertain
+};
+
+namespace detail {
+inline float auroc_target(cxrl::cxr::Label l) {
+  // U-ignore for uncertain; an unmentioned finding counts as absent, as in CheXpert-style evaluation.
+  if (l == cxrl::cxr::Label::uncertain) return std::numeric_limits<float>::quiet_NaN();
+  return l == cxrl::cxr::Label::positive ? 1.f : 0.f;
+}
+
+inline cxrl::data::MimicOptions mimic_options(const WorldOptions& w, int resolution, std::size_t n_train, std::size_t n_test) {
+  cxrl::data::MimicOptions o;
+  o.root = w.mimic_root;
+  o.reports_root = w.reports_root;
+  o.test_views = {"PA"};  // CXRL evaluates on PA views
+  o.n_train = n_train;
+  o.n_test = n_test;
+  o.seed = w.world_seed;
+  o.resolution = resolution;
+  o.tokenizer_dir = w.tokenizer_dir;
+  return o;
+}
+
+inline cxrl::data::PhantomDatasetOptions phantom_options(const WorldOptions& w, int resolution, std::size_t n_train,
+                                                         std::size_t n_test) {
+  cxrl::data::PhantomDatasetOptions o;
+  o.seed = w.world_seed;
+  o.resolution = resolution;
+  o.n_train = n_train;
+  o.n_test = n_test;
+  o.tokenizer_dir = w.tokenizer_dir;
+  return o;
+}
+}  // namespace detail
+
+/// Throws before any long work when --mimic-root does not look like MIMIC-CXR-JPG.
+inline void check_world(const WorldOptions& w) {
+  if (w.mimic_root.empty()) return;
+  if (!std::filesystem::is_directory(w.mimic_root))
+    throw std::invalid_argument("--mimic-root " + w.mimic_root + ": not a folder");
+}
+
+/// The first @p n training-split impressions (distinct texts are not required: repeated reports are
+/// sampled proportionally to their frequency, as in the data).
+inline std::vector<std::string> train_prompts(const WorldOptions& w, std::size_t n) {
+  std::vector<std::string> v;
+  if (w.mimic_root.empty()) {
+    cxrl::data::PhantomDataset d(detail::phantom_options(w, 64, n, 2), cxrl::data::Split::train);
+    for (std::size_t i = 0; i < d.size(); ++i) v.push_back(d.report(i).impression);
+  } else {
+    const auto idx = cxrl::data::build_mimic_index(detail::mimic_options(w, 64, n, 0));
+    for (const auto& r : idx.of(cxrl::data::Split::train)) v.push_back(r.impression);
+  }
+  if (v.empty()) throw std::invalid_argument("no training reports found" + (w.mimic_root.empty() ? std::string() : " under " + w.mimic_root));
+  return v;
+}
+
+/// @p n test pairs at @p resolution (images rendered or decoded now).
+inline EvalSet eval_set(const WorldOptions& w, std::size_t n, int resolution, bool quiet) {
+  EvalSet e;
+  std::vector<torch::Tensor> imgs, labs;
+  auto add = [&](const cxrl::data::Sample& s) {
+    e.reports.push_back(s.impression);
+    imgs.push_back(s.image);
+    auto l = torch::empty({cxrl::cxr::kNumObservations}, torch::kFloat32);
+    for (int k = 0; k < cxrl::cxr::kNumObservations; ++k) l[k] = detail::auroc_target(s.labels[static_cast<std::size_t>(k)]);
+    labs.push_back(l);
+  };
+  cxrl::io::Progress bar("load test split", static_cast<long>(n), quiet);
+  if (w.mimic_root.empty()) {
+    cxrl::data::PhantomDataset d(detail::phantom_options(w, resolution, 2, n), cxrl::data::Split::test);
+    for (std::size_t i = 0; i < d.size(); ++i, bar.update(static_cast<long>(i))) add(d.get(i));
+  } else {
+    const auto idx = cxrl::data::build_mimic_index(detail::mimic_options(w, resolution, 0, n));
+    cxrl::data::MimicDataset d(idx, cxrl::data::Split::test);
+    for (std::size_t i = 0; i < d.size(); ++i, bar.update(static_cast<long>(i))) add(d.get(i));
+  }
+  if (e.reports.empty()) throw std::invalid_argument("no test pairs found" + (w.mimic_root.empty() ? std::string() : " under " + w.mimic_root));
+  e.images = torch::stack(imgs);
+  e.labels = torch::stack(labs);
+  return e;
+}
+
+}  // namespace cxrl_mimic
