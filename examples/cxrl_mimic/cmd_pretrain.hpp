@@ -29,10 +29,12 @@
 namespace cxrl_mimic {
 
 struct PretrainOptions {
-  std::string out = "assets/phantom/roentgen";
+  std::string out = (default_assets_dir() / "roentgen").string();
   std::string tokenizer = default_tokenizer_dir().string();
-  int resolution = 64;
-  int64_t steps = 3000;
+  // Defaults = the shipped phantom anchor (assets/phantom/roentgen): 32 px, 1200 steps, about 13 min on
+  // this 2-core machine with one thread.
+  int resolution = 32;
+  int64_t steps = 1200;
   int64_t batch_size = 32;
   double learning_rate = 1e-3;
   double cond_dropout = 0.1;
@@ -41,7 +43,7 @@ struct PretrainOptions {
   uint64_t seed = 0;
   int64_t text_hidden = 32;
   int64_t text_layers = 2;
-  std::vector<int64_t> block_out_channels{32, 64, 64, 96};
+  std::vector<int64_t> block_out_channels{16, 32, 32};
   int64_t threads = 0;
   int64_t checkpoint_every = 250;
   bool save_fp16 = true;
