@@ -345,7 +345,7 @@ inline nlohmann::json finetune_config(const FinetuneOptions& o) {
           {"roentgen", a.roentgen}, {"rewards_dir", a.rewards_dir}, {"posture_net", a.posture_net},
           {"xrv_densenet", a.xrv_densenet}, {"cxr_clip", a.cxr_clip}, {"vocab", a.vocab},
           {"mimic_root", o.world.mimic_root}, {"reports_root", o.world.reports_root}, {"world_seed", o.world.world_seed},
-          {"lora_rank", p.lora_rank}, {"ace_tokens", p.ace_tokens}, {"no_ace", p.no_ace}, {"seed", p.seed},
+          {"lora_rank", p.lora_rank}, {"ace_tokens", p.ace_tokens}, {"no_ace", p.no_ace}, {"ace_init", p.ace_init}, {"seed", p.seed},
           {"steps", p.steps}, {"eta", p.eta}, {"guidance", p.guidance},
           {"rewards", o.rewards}, {"w_align", o.w_align}, {"w_diag", o.w_diag}, {"w_consist", o.w_consist},
           {"no_rlcf", o.no_rlcf}, {"epochs", o.epochs}, {"batch_size", o.batch_size}, {"num_batches", o.num_batches},
@@ -438,6 +438,7 @@ inline void add_finetune_command(CLI::App& app) {
   cmd->callback([o, s] {
     s->resolve();
     const auto summary = run_finetune(*o);
+    if (summary.value("interrupted", false)) throw CLI::RuntimeError(130);  // checkpointed; exit like a SIGINT
     if (!o->quiet) std::cout << "finetune: wrote " << o->out << " (" << summary.at("epochs_completed") << " epochs)\n";
   });
 }

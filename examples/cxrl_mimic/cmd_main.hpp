@@ -1,10 +1,14 @@
-// `main`: the README's main job. It currently runs the parts of the reference pipeline that exist:
-// the phantom world's contact sheet, the data summary of its splits, and the report labeler checked
-// against the report writer's ground truth. Fine-tuning, evaluation and the paper's tables join it when
-// their subcommands land (see the open issue "examples/cxrl_mimic").
+// `main`: the README's main job on the phantom world, from the shipped anchor and reward models:
+//  1. the phantom contact sheet, the data summary of its splits and the labeler round trip;
+//  2. CXRL fine-tuning and its ablations (w/o ACE, w/o RLCF) for --seeds seeds, plus one run per single
+//     reward for Table 2b;
+//  3. evaluate: the paper's tables and a sheet of real / anchor / CXRL / ablation samples.
+// Everything lands in --out (runs in <out>/runs).
 #pragma once
 
 #include "cmd_data.hpp"
+#include "cmd_evaluate.hpp"
+#include "cmd_finetune.hpp"
 #include "cmd_phantoms.hpp"
 #include "cmd_pretrain.hpp"
 
@@ -14,18 +18,99 @@
 
 #include <CLI/CLI.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cerrno>
+#include <cstdio>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 
 namespace cxrl_mimic {
 
+/// The phantom world's fine-tuning settings, sized so that the main job's 6 runs fit in minutes on 2 CPU
+/// cores. They differ from the paper's (finetune's defaults) in: 10 DDIM steps (20), learning rate 1e-2
+/// (3e-4; at 3e-4 and 3e-3 a few hundred samples left the tiny anchor's outputs unchanged), half of the
+/// timesteps trained per sample, and 15 epochs of 32 samples.
+inline FinetuneOptions phantom_run() {
+  FinetuneOptions r;
+  r.policy.steps = 10;
+  r.learning_rate = 1e-2;
+  r.epochs = 15;
+  r.batch_size = 16;
+  r.num_batches = 2;
+  r.train_batch_size = 8;
+  r.timestep_fraction = 0.5;
+  return r;
+}
+
 struct MainOptions {
   std::string out = "report";
   std::size_t label_reports = 2000;
-  std::uint64_t seed = 0;
+  std::uint64_t seed = 0;  // phantom world seed
+  FinetuneOptions run = phantom_run();  // settings shared by every run (out, rewards, switches, seed set per run)
+  int64_t seeds = 1;       // seeds of CXRL and of each ablation
+  int64_t jobs = 2;        // fine-tuning runs at a time (separate single-threaded processes when > 1)
+  bool ablations = true;   // w/o ACE and w/o RLCF
+  bool single_rewards = true;  // Table 2b: one run per reward
+  int64_t n_eval = 96;
+  int64_t n_diversity = 8;
+  uint64_t eval_seed = 1234;
   bool quiet = false;
 };
+
+/// Runs each fine-tuning run as a child `cxrl_mimic finetune --config <run>.json --threads 1`, @p jobs at a
+/// time. Small pixel-space models use one core poorly (2 intra-op threads are barely faster than 1), so
+/// two single-threaded runs side by side nearly double the throughput; separate processes share nothing.
+inline void run_finetunes_in_processes(const std::vector<FinetuneOptions>& runs, int64_t jobs, bool quiet) {
+  namespace fs = std::filesystem;
+  cxrl::io::install_interrupt_handler();
+  std::map<pid_t, std::size_t> active;
+  std::size_t next = 0, failed = 0;
+  std::string failures;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto launch = [&](std::size_t i) {
+    const auto& r = runs[i];
+    const fs::path cfg = fs::path(r.out).string() + ".config.json";
+    write_json(cfg, finetune_config(r));
+    std::vector<std::string> args{"cxrl_mimic", "finetune", "--config", cfg.string(), "--threads", "1", "--quiet"};
+    if (r.resume) args.push_back("--resume");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("main: fork failed");
+    if (pid == 0) {
+      ::execv("/proc/self/exe", argv.data());
+      std::perror("main: execv /proc/self/exe");
+      std::_Exit(127);
+    }
+    active[pid] = i;
+    if (!quiet) std::cerr << "main: started run " << i + 1 << "/" << runs.size() << ": " << r.out << "\n";
+  };
+  while (next < runs.size() || !active.empty()) {
+    while (next < runs.size() && static_cast<int64_t>(active.size()) < jobs && !cxrl::io::interrupted()) launch(next++);
+    if (active.empty()) break;
+    int status = 0;
+    const pid_t pid = ::wait(&status);
+    if (pid < 0 && errno == EINTR) continue;  // Ctrl-C: the children checkpoint and exit; keep collecting them
+    if (pid < 0) throw std::runtime_error("main: wait failed");
+    const auto i = active.at(pid);
+    active.erase(pid);
+    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::exists(fs::path(runs[i].out) / "adapters.safetensors");
+    const auto el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!ok) {
+      ++failed;
+      failures += " " + runs[i].out;
+    }
+    if (!quiet) std::cerr << "main: run " << runs[i].out << (ok ? " finished" : " FAILED") << " (" << static_cast<long>(el) << " s elapsed)\n";
+  }
+  if (next < runs.size()) failures += " (and " + std::to_string(runs.size() - next) + " not started)";
+  if (failed || next < runs.size()) throw std::runtime_error("main: " + std::to_string(failed) + " run(s) failed or were interrupted:" + failures + "; rerun main to continue them");
+}
 
 inline void run_main(const MainOptions& o) {
   namespace fs = std::filesystem;
@@ -74,14 +159,78 @@ inline void run_main(const MainOptions& o) {
   lab["overall"] = double(a) / double(t);
   write_json(out / "labeler_agreement.json", lab);
 
+  // Fine-tuning: CXRL and the ablations per seed, then the single-reward runs of Table 2b.
+  struct Plan {
+    std::string dir, rewards;
+    bool no_ace, no_rlcf;
+    uint64_t seed;
+  };
+  std::vector<Plan> plan;
+  for (int64_t k = 0; k < o.seeds; ++k) {
+    const auto sd = static_cast<uint64_t>(k);
+    const auto tag = "_seed" + std::to_string(k);
+    plan.push_back({"cxrl" + tag, "align,diag,consist", false, false, sd});
+    if (o.ablations) {
+      plan.push_back({"no_ace" + tag, "align,diag,consist", true, false, sd});
+      plan.push_back({"no_rlcf" + tag, "align,diag,consist", false, true, sd});
+    }
+  }
+  if (o.single_rewards)
+    for (const char* r : {"align", "diag", "consist"}) plan.push_back({std::string(r) + "_only_seed0", r, false, false, 0});
+  std::vector<FinetuneOptions> runs;
+  for (const auto& p : plan) {
+    auto r = o.run;
+    r.out = (out / "runs" / p.dir).string();
+    r.rewards = p.rewards;
+    r.policy.no_ace = p.no_ace;
+    r.no_rlcf = p.no_rlcf;
+    r.policy.seed = p.seed;
+    r.world.world_seed = o.seed;
+    r.quiet = o.quiet;
+    r.resume = std::filesystem::exists(std::filesystem::path(r.out) / "config.json");  // rerunning main continues
+    runs.push_back(r);
+  }
+  std::vector<std::string> run_dirs;
+  for (const auto& r : runs) run_dirs.push_back(r.out);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (o.jobs <= 1) {
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      if (!o.quiet) std::cerr << "main: run " << i + 1 << "/" << runs.size() << ": " << run_dirs[i] << "\n";
+      if (run_finetune(runs[i]).value("interrupted", false))
+        throw std::runtime_error("main: interrupted during " + run_dirs[i] + "; rerun main to continue");
+    }
+  } else {
+    run_finetunes_in_processes(runs, o.jobs, o.quiet);
+  }
+  const double finetune_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  EvaluateOptions e;
+  e.runs = run_dirs;
+  e.out = out.string();
+  e.assets = o.run.assets;
+  e.world = o.run.world;
+  e.world.world_seed = o.seed;
+  e.sampling = o.run.policy;
+  e.n_eval = o.n_eval;
+  e.n_diversity = o.n_diversity;
+  e.eval_seed = o.eval_seed;
+  e.quiet = o.quiet;
+  e.threads = o.run.threads;
+  const auto tables = run_evaluate(e);
+
   std::ofstream md(out / "README.md");
   md << "# cxrl_mimic main job (phantom world)\n\n"
+     << "- `tables.md`, `tables.json`: the paper's Tables 1, 2a, 2b and 3 for the anchor, CXRL and the ablations ("
+     << o.seeds << " seed(s) each), on " << o.n_eval << " held-out test reports\n"
+     << "- `samples.png`: rows = real test images, anchor, CXRL, ablations (the same reports and noise per column)\n"
+     << "- `runs/<name>`: each fine-tuning run (config, checkpoints, TensorBoard events, metrics.jsonl, per-epoch "
+     << "anchor-vs-policy grids, adapters); " << plan.size() << " runs took " << static_cast<long>(finetune_s) << " s\n"
      << "- `phantoms.png`: contact sheet (each observation at two severities, devices, posture extremes)\n"
      << "- `data.json`: pairs per split, views, label counts per observation\n"
      << "- `labeler_agreement.json`: CheXpert-style labeler vs. the report writer's labels on " << test.size()
-     << " held-out-phrasing reports: " << 100.0 * double(a) / double(t) << " % of (report, observation) pairs\n\n"
-     << "Fine-tuning (CXRL and ablations) and the paper's tables are not part of this job yet.\n";
-  std::cout << "main: wrote " << out.string() << " (labeler agreement " << 100.0 * double(a) / double(t) << " %)\n";
+     << " held-out-phrasing reports: " << 100.0 * double(a) / double(t) << " % of (report, observation) pairs\n";
+  std::cout << "main: wrote " << out.string() << " (" << plan.size() << " runs, labeler agreement "
+            << 100.0 * double(a) / double(t) << " %)\n";
 }
 
 inline void add_main_command(CLI::App& app) {
@@ -91,6 +240,22 @@ inline void add_main_command(CLI::App& app) {
   s->add("out", o->out, "report folder");
   s->add("label_reports", o->label_reports, "held-out reports for the labeler round trip");
   s->add("seed", o->seed, "phantom world seed");
+  add_asset_settings(*s, o->run.assets);
+  s->add("seeds", o->seeds, "seeds of CXRL and of each ablation");
+  s->add("jobs", o->jobs, "fine-tuning runs at a time (> 1: single-threaded child processes)");
+  s->add("ablations", o->ablations, "also run w/o ACE and w/o RLCF (true/false)");
+  s->add("single_rewards", o->single_rewards, "also run one model per reward for Table 2b (true/false)");
+  s->add("epochs", o->run.epochs, "epochs per run");
+  s->add("batch_size", o->run.batch_size, "prompts per sampling call");
+  s->add("num_batches", o->run.num_batches, "sampling calls per epoch");
+  s->add("steps", o->run.policy.steps, "DDIM steps");
+  s->add("train_batch_size", o->run.train_batch_size, "samples per training minibatch");
+  s->add("timestep_fraction", o->run.timestep_fraction, "fraction of the denoising steps trained per sample");
+  s->add("learning_rate", o->run.learning_rate, "AdamW learning rate");
+  s->add("n_eval", o->n_eval, "held-out test reports in the tables");
+  s->add("eval_seed", o->eval_seed, "seed of the evaluation noise");
+  s->add("n_diversity", o->n_diversity, "reports with 4 generations each for MS-SSIM");
+  s->add("threads", o->run.threads, "intra-op threads (0 = LibTorch default)");
   s->flag("quiet", o->quiet, "no progress output");
   cmd->callback([o, s] {
     s->resolve();

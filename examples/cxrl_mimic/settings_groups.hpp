@@ -32,6 +32,7 @@ inline void add_policy_settings(Settings& s, PolicySettings& p) {
   s.add("lora_rank", p.lora_rank, "LoRA rank");
   s.add("ace_tokens", p.ace_tokens, "ACE tokens N");
   s.flag("no_ace", p.no_ace, "ablation: LoRA only, no ACE tokens");
+  s.add("ace_init", p.ace_init, "ACE initialisation: padding (copies of the encoder's padding outputs) or random");
   s.add("seed", p.seed, "seed of the adapters' initialisation and of every trainer generator");
   s.add("steps", p.steps, "DDIM steps");
   s.add("eta", p.eta, "DDIM eta (> 0)");

@@ -5,6 +5,7 @@
 
 #include "../../examples/cxrl_mimic/cmd_evaluate.hpp"
 #include "../../examples/cxrl_mimic/cmd_finetune.hpp"
+#include "../../examples/cxrl_mimic/cmd_generate.hpp"
 
 #include <cxrl/io/event_log.hpp>
 #include <cxrl/io/safetensors.hpp>
@@ -112,6 +113,15 @@ TEST_CASE("finetune writes a complete run folder and evaluate a complete set of 
   for (const auto& [k, v] : adapters(run))
     if (k.find("lora_B") != std::string::npos) b_norm += v.abs().sum().item<double>();
   CHECK(b_norm > 0);
+
+  // generate --run: per report, n anchor tiles then n fine-tuned tiles from the same noise.
+  cxrl_mimic::GenerateCmdOptions go;
+  go.run = run.string();
+  go.prompt = {"Small left pleural effusion.", "Cardiomegaly."};
+  go.n = 2;
+  go.out = (root / "side_by_side.png").string();
+  cxrl_mimic::run_generate(go);
+  CHECK(cxrl::io::read_image(go.out).sizes() == torch::IntArrayRef({1, 2 * 34 + 2, 4 * 34 + 2}));
 
   // evaluate: Anchor + CXRL, every table, finite values in range.
   cxrl_mimic::EvaluateOptions e;
