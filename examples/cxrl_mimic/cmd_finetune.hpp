@@ -57,10 +57,10 @@ struct FinetuneOptions {
   double w_align = 1.0, w_diag = 10.0, w_consist = 10.0;  // CXRL λ
   bool no_rlcf = false;
   // DDPO (ddpo-pytorch config/base.py names; CXRL: lr 3e-4, PPO clip)
-  int64_t epochs = 6;
-  int64_t batch_size = 8;
+  int64_t epochs = 15;
+  int64_t batch_size = 16;
   int64_t num_batches = 2;
-  int64_t train_batch_size = 0;
+  int64_t train_batch_size = 8;
   int64_t num_inner_epochs = 1;
   int64_t gradient_accumulation_steps = 1;
   double timestep_fraction = 1.0;

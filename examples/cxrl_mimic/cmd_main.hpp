@@ -33,16 +33,12 @@ namespace cxrl_mimic {
 
 /// The phantom world's fine-tuning settings, sized so that the main job's 6 runs fit in minutes on 2 CPU
 /// cores. They differ from the paper's (finetune's defaults) in: 10 DDIM steps (20), learning rate 1e-2
-/// (3e-4; at 3e-4 and 3e-3 a few hundred samples left the tiny anchor's outputs unchanged), half of the
-/// timesteps trained per sample, and 15 epochs of 32 samples.
+/// (3e-4; at 3e-4 and 3e-3 a few hundred samples left the tiny anchor's outputs unchanged) and half of
+/// the timesteps trained per sample.
 inline FinetuneOptions phantom_run() {
   FinetuneOptions r;
   r.policy.steps = 10;
   r.learning_rate = 1e-2;
-  r.epochs = 15;
-  r.batch_size = 16;
-  r.num_batches = 2;
-  r.train_batch_size = 8;
   r.timestep_fraction = 0.5;
   return r;
 }

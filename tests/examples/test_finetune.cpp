@@ -37,6 +37,7 @@ cxrl_mimic::FinetuneOptions tiny_run(const fs::path& out) {
   o.epochs = 2;
   o.batch_size = 2;
   o.num_batches = 1;
+  o.train_batch_size = 2;
   o.n_prompts = 16;
   o.grid_prompts = 2;
   o.learning_rate = 1e-2;  // large, so that two epochs visibly move the adapters
