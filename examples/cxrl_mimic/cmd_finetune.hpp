@@ -257,7 +257,7 @@ nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json&
   auto policy = make_policy(sd, o.policy);
   auto sampler = make_sampler(sd, o.policy);
 
-  const auto pool = train_prompts(o.world, static_cast<std::size_t>(o.n_prompts));
+  const auto pool = impressions(o.world, cxrl::data::Split::train, static_cast<std::size_t>(o.n_prompts));
   auto prompt_fn = [pool](int64_t n, at::Generator& gen) {
     auto idx = torch::randint(static_cast<int64_t>(pool.size()), {n}, gen, torch::kLong);
     std::vector<std::string> v;
@@ -281,10 +281,7 @@ nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json&
   cxrl::core::Trainer trainer(policy, sampler, std::move(rewards), cxrl::core::BatchWhitening{}, prompt_fn, tc);
 
   std::vector<std::string> grid_prompts;
-  if (o.grid_prompts > 0) {
-    auto test = eval_set(o.world, static_cast<std::size_t>(o.grid_prompts), 32, /*quiet=*/true);
-    grid_prompts = test.reports;
-  }
+  if (o.grid_prompts > 0) grid_prompts = impressions(o.world, cxrl::data::Split::test, static_cast<std::size_t>(o.grid_prompts));
   FinetuneCallbacks<cxrl::policy::LoraAcePolicy> cb{o,
                                                     run,
                                                     policy,

@@ -74,18 +74,22 @@ inline void check_world(const WorldOptions& w) {
     throw std::invalid_argument("--mimic-root " + w.mimic_root + ": not a folder");
 }
 
-/// The first @p n training-split impressions (distinct texts are not required: repeated reports are
-/// sampled proportionally to their frequency, as in the data).
-inline std::vector<std::string> train_prompts(const WorldOptions& w, std::size_t n) {
+/// The first @p n impressions of a split (text only: nothing is rendered or decoded). Fine-tuning draws
+/// its prompts from the training split; repeated reports are sampled as often as they occur.
+inline std::vector<std::string> impressions(const WorldOptions& w, cxrl::data::Split split, std::size_t n) {
+  namespace cd = cxrl::data;
+  const std::size_t n_train = split == cd::Split::train ? n : 2, n_test = split == cd::Split::test ? n : 2;
   std::vector<std::string> v;
   if (w.mimic_root.empty()) {
-    cxrl::data::PhantomDataset d(detail::phantom_options(w, 64, n, 2), cxrl::data::Split::train);
+    cd::PhantomDataset d(detail::phantom_options(w, 64, n_train, n_test), split);
     for (std::size_t i = 0; i < d.size(); ++i) v.push_back(d.report(i).impression);
   } else {
-    const auto idx = cxrl::data::build_mimic_index(detail::mimic_options(w, 64, n, 0));
-    for (const auto& r : idx.of(cxrl::data::Split::train)) v.push_back(r.impression);
+    const auto idx = cd::build_mimic_index(detail::mimic_options(w, 64, n_train, n_test));
+    for (const auto& r : idx.of(split)) v.push_back(r.impression);
   }
-  if (v.empty()) throw std::invalid_argument("no training reports found" + (w.mimic_root.empty() ? std::string() : " under " + w.mimic_root));
+  if (v.empty())
+    throw std::invalid_argument("no " + std::string(cd::split_name(split)) + " reports found" +
+                                (w.mimic_root.empty() ? std::string() : " under " + w.mimic_root));
   return v;
 }
 
