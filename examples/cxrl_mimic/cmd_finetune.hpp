@@ -199,7 +199,6 @@ struct FinetuneCallbacks {
   cxrl::io::EventWriter events;
   cxrl::io::CheckpointStore store;
   cxrl::io::Progress bar;
-  nlohmann::json history = nlohmann::json::array();
   std::string last_status;
 
   void write_grid(int64_t epoch) {
@@ -230,7 +229,6 @@ struct FinetuneCallbacks {
       std::ofstream f(run / "metrics.jsonl", std::ios::app);
       f << j.dump() << '\n';
     }
-    history.push_back(j);
     write_grid(step);
     store.save(trainer.epoch(), cxrl::core::trainer_state(trainer), {{"producer", "cxrl_mimic finetune"}});
     char buf[160];
@@ -291,7 +289,6 @@ nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json&
                                                     cxrl::io::CheckpointStore(run / "checkpoints", o.keep_checkpoints),
                                                     cxrl::io::Progress("finetune " + resolved.at("name").get<std::string>(),
                                                                        static_cast<long>(o.epochs), o.quiet),
-                                                    nlohmann::json::array(),
                                                     {}};
   if (o.resume) {
     if (auto ck = cb.store.load_latest(std::cerr)) {
