@@ -194,7 +194,7 @@ struct FinetuneCallbacks {
   const FinetuneOptions& o;
   const std::filesystem::path run;
   P& policy;
-  cxrl::core::DdimSampler grid_sampler;
+  cxrl::core::DdimSampler& sampler;  // the trainer's
   std::vector<std::string> grid_prompts;
   cxrl::io::EventWriter events;
   cxrl::io::CheckpointStore store;
@@ -204,7 +204,7 @@ struct FinetuneCallbacks {
   void write_grid(int64_t epoch) {
     if (grid_prompts.empty()) return;
     const auto png = run / "grids" / ("epoch_" + std::to_string(epoch) + ".png");
-    const auto grid = detail::anchor_policy_grid(policy, grid_sampler, grid_prompts, o.policy.seed + 7777);
+    const auto grid = detail::anchor_policy_grid(policy, sampler, grid_prompts, o.policy.seed + 7777);
     cxrl::io::write_png(png, grid);
     events.image("grid/anchor_top_policy_bottom", cxrl::io::read_file_bytes(png), static_cast<int>(grid.size(1)),
                  static_cast<int>(grid.size(2)), static_cast<int>(grid.size(0)), epoch);
@@ -283,7 +283,7 @@ nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json&
   FinetuneCallbacks<cxrl::policy::LoraAcePolicy> cb{o,
                                                     run,
                                                     policy,
-                                                    make_sampler(sd, o.policy),
+                                                    trainer.sampler(),
                                                     grid_prompts,
                                                     cxrl::io::EventWriter(run),
                                                     cxrl::io::CheckpointStore(run / "checkpoints", o.keep_checkpoints),

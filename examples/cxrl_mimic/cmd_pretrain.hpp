@@ -6,6 +6,7 @@
 
 #include "config.hpp"
 #include "paths.hpp"
+#include "running_loss.hpp"
 
 #include <cxrl/data/phantom_dataset.hpp>
 #include <cxrl/diffusion/ddim.hpp>
@@ -189,7 +190,9 @@ inline void run_pretrain(const PretrainOptions& o, const nlohmann::json& resolve
 
   cxrl::io::install_interrupt_handler();
   cxrl::io::Progress bar("pretrain", o.steps, o.quiet);
-  double running = 0;
+  RunningLoss running;  // smoother than the reward models' default: the DDPM loss is noisier
+  running.keep = 0.98;
+  running.take = 0.02;
   unet->train();
   te->train();
   const auto B = o.batch_size;
@@ -221,10 +224,7 @@ inline void run_pretrain(const PretrainOptions& o, const nlohmann::json& resolve
     }
     ++step;
     const double l = loss.item<double>();
-    running = step == 1 ? l : 0.98 * running + 0.02 * l;
-    char status[64];
-    std::snprintf(status, sizeof status, "loss %.4f", running);
-    bar.update(step, status);
+    bar.update(step, running.add(step, l));
     if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) save_ckpt();
   }
   if (cxrl::io::interrupted()) {
@@ -241,7 +241,7 @@ inline void run_pretrain(const PretrainOptions& o, const nlohmann::json& resolve
   te->eval();
   save_phantom_pipeline(out, unet, unet_cfg, te, o.tokenizer, o.save_fp16);
   fs::remove_all(out / "checkpoints");
-  std::fprintf(stderr, "pretrain: wrote %s (final loss %.4f)\n", out.c_str(), running);
+  std::fprintf(stderr, "pretrain: wrote %s (final loss %.4f)\n", out.c_str(), running.value);
 }
 
 inline void add_pretrain_command(CLI::App& app) {

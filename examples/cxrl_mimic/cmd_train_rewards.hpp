@@ -18,6 +18,7 @@
 
 #include "config.hpp"
 #include "paths.hpp"
+#include "running_loss.hpp"
 
 #include <cxrl/cxr/canonical.hpp>
 #include <cxrl/cxr/cxr_clip.hpp>
@@ -226,13 +227,9 @@ inline nlohmann::json train_posture(const TrainRewardsOptions& o, const cxrl::da
   topt.final_lr_fraction = 0.1;
   topt.psi_weight = o.posture_psi_weight;
   topt.log_every = 1;
-  double running = 0;
-  topt.on_log = [&](int64_t step, double loss) {
-    running = step == 1 ? loss : 0.95 * running + 0.05 * loss;
-    char s[48];
-    std::snprintf(s, sizeof s, "loss %.5f", running);
-    bar.update(step, s);
-  };
+  RunningLoss running;
+  running.precision = 5;
+  topt.on_log = [&](int64_t step, double loss) { bar.update(step, running.add(step, loss)); };
   const auto n = train.images.size(0);
   auto res = cxrl::cxr::train_posture_net(net, canonical, [&](int64_t) {
     if (cxrl::io::interrupted()) throw TrainRewardsInterrupted();
@@ -256,7 +253,7 @@ inline nlohmann::json train_posture(const TrainRewardsOptions& o, const cxrl::da
   }
   return {{"test_mean_abs_error", mae},
           {"test_identity_mean_abs_error", idm},  // the error of always predicting ψ = identity (baseline)
-          {"final_train_loss", res.losses.empty() ? 0.0 : running},
+          {"final_train_loss", res.losses.empty() ? 0.0 : running.value},
           {"steps", o.posture_steps},
           {"seconds", seconds_since(t0)}};
 }
@@ -320,7 +317,7 @@ inline nlohmann::json train_diag(const TrainRewardsOptions& o, const RenderedSpl
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + 202);
   cxrl::io::Progress bar("train-rewards: diag", o.diag_steps, o.quiet);
   model->train();
-  double running = 0;
+  RunningLoss running;
   const auto n = train.images.size(0);
   for (int64_t step = 1; step <= o.diag_steps; ++step) {
     if (cxrl::io::interrupted()) throw TrainRewardsInterrupted();
@@ -335,10 +332,7 @@ inline nlohmann::json train_diag(const TrainRewardsOptions& o, const RenderedSpl
     loss.backward();
     opt.step();
     const double l = loss.item<double>();
-    running = step == 1 ? l : 0.95 * running + 0.05 * l;
-    char s[48];
-    std::snprintf(s, sizeof s, "loss %.4f", running);
-    bar.update(step, s);
+    bar.update(step, running.add(step, l));
   }
   model->eval();
   auto probs_of = [&](const RenderedSplit& sp) {
@@ -402,7 +396,7 @@ inline nlohmann::json train_diag(const TrainRewardsOptions& o, const RenderedSpl
           {"test_stated_pairs", nstated},
           {"op_threshs", thj},
           {"threshold_rule", o.diag_threshold},
-          {"final_train_loss", running},
+          {"final_train_loss", running.value},
           {"steps", o.diag_steps},
           {"seconds", seconds_since(t0)}};
 }
@@ -418,7 +412,7 @@ inline nlohmann::json train_clip(const TrainRewardsOptions& o, const RenderedSpl
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + 303);
   cxrl::io::Progress bar("train-rewards: clip", o.clip_steps, o.quiet);
   model->train();
-  double running = 0;
+  RunningLoss running;
   const auto n = train.images.size(0);
   const auto B = std::min<int64_t>(o.clip_batch_size, n);
   for (int64_t step = 1; step <= o.clip_steps; ++step) {
@@ -437,10 +431,7 @@ inline nlohmann::json train_clip(const TrainRewardsOptions& o, const RenderedSpl
       model->logit_scale.clamp_(0.0, std::log(100.0));
     }
     const double l = loss.item<double>();
-    running = step == 1 ? l : 0.95 * running + 0.05 * l;
-    char s[48];
-    std::snprintf(s, sizeof s, "loss %.4f", running);
-    bar.update(step, s);
+    bar.update(step, running.add(step, l));
   }
   model->eval();
   cxrl::io::save_safetensors(out / "cxr_clip.safetensors", cxrl::io::state_dict(*model),
@@ -484,7 +475,7 @@ inline nlohmann::json train_clip(const TrainRewardsOptions& o, const RenderedSpl
           {"test_mean_cosine", sims.mean().item<double>()},
           {"eval_batch", E},
           {"logit_scale", model->logit_scale.item<double>()},
-          {"final_train_loss", running},
+          {"final_train_loss", running.value},
           {"steps", o.clip_steps},
           {"seconds", seconds_since(t0)}};
 }
