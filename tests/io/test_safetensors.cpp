@@ -2,6 +2,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <cxrl/io/checkpoints.hpp>
+#include <cxrl/io/stb.hpp>
+
+#include <csignal>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -116,7 +124,56 @@ TEST_CASE("safetensors header violations give distinct errors naming file and te
     fs::remove(pk);
   }
   SECTION("missing file") { CHECK_THAT(error_of(tmp_file("nope.safetensors")), Catch::Contains("not found")); }
+  SECTION("element count times element size overflowing 2^64 (it used to wrap to the 16-byte span and pass)") {
+    write_raw(p, R"({"x":{"dtype":"F64","shape":[1099510579201,2097154],"data_offsets":[0,16]}})", 16);
+    CHECK_THAT(error_of(p), Catch::Contains("'x'") && Catch::Contains("overflows 2^64"));
+    write_raw(p, R"({"x":{"dtype":"U8","shape":[4294967296,4294967296,2],"data_offsets":[0,2]}})", 2);
+    CHECK_THAT(error_of(p), Catch::Contains("'x'") && Catch::Contains("more elements than 2^64"));
+  }
   fs::remove(p);
+}
+
+TEST_CASE("a checkpoint write that fails (disk full) leaves the previous file intact and says so", "[io][checkpoints]") {
+  const auto p = tmp_file("full_disk.safetensors");
+  cxrl::io::save_safetensors(p, {{"w", torch::arange(4, torch::kFloat32)}});
+  const auto before = cxrl::io::read_file_bytes(p);
+  // A child process whose file-size limit is 64 bytes stands in for a full disk: write() fails with EFBIG.
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::signal(SIGXFSZ, SIG_IGN);
+    rlimit lim{64, 64};
+    ::setrlimit(RLIMIT_FSIZE, &lim);
+    try {
+      cxrl::io::save_safetensors(p, {{"w", torch::zeros({1000})}});
+      std::_Exit(1);  // the write should have failed
+    } catch (const cxrl::io::CheckpointError& e) {
+      const std::string m = e.what();
+      std::_Exit(m.find("unchanged") != std::string::npos && m.find(p.filename().string()) != std::string::npos ? 0 : 2);
+    }
+    std::_Exit(3);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(cxrl::io::read_file_bytes(p) == before);  // the previous checkpoint reads back unchanged
+  bool temp_left = false;
+  for (const auto& e : fs::directory_iterator(p.parent_path())) temp_left |= e.path().filename().string().find(".tmp.") != std::string::npos;
+  CHECK_FALSE(temp_left);
+  fs::remove(p);
+}
+
+TEST_CASE("a checkpoint folder is cleaned of writes a killed process left behind", "[io][checkpoints]") {
+  const auto dir = tmp_file("stale_ckpts");
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream(dir / "ckpt-00000003.safetensors.tmp.4242") << "half a file";
+  std::ofstream(dir / "notes.txt") << "kept";
+  cxrl::io::CheckpointStore store(dir, 2);
+  CHECK_FALSE(fs::exists(dir / "ckpt-00000003.safetensors.tmp.4242"));
+  CHECK(fs::exists(dir / "notes.txt"));
+  fs::remove_all(dir);
 }
 
 TEST_CASE("safetensors never crashes on random byte flips") {

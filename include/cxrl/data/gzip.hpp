@@ -1,12 +1,12 @@
 /// @file
 /// @brief gzip (RFC 1952) reading and writing for the MIMIC-CXR tables (`*.csv.gz`).
 ///
-/// The DEFLATE streams are decoded and encoded with stb's zlib codec (compiled in by cxrl/io/image.hpp),
+/// The DEFLATE streams are decoded and encoded with stb's zlib codec (compiled in by cxrl/io/stb.hpp; torch-free),
 /// so the header-only library needs no extra link dependency; the gzip framing (header, CRC-32,
 /// ISIZE) is handled here and the CRC is verified on reading.
 #pragma once
 
-#include <cxrl/io/image.hpp>
+#include <cxrl/io/stb.hpp>
 
 #include <array>
 #include <cstdint>

@@ -33,9 +33,26 @@ class CheckpointStore {
  public:
   /// @param dir folder holding the checkpoints (created if absent)
   /// @param keep_last how many of the newest checkpoints to keep (>= 1)
-  explicit CheckpointStore(std::filesystem::path dir, int keep_last = 3) : dir_(std::move(dir)), keep_(keep_last) {
+  /// @param clean remove stale temporaries now (false for a reader that shares the folder with the writer)
+  explicit CheckpointStore(std::filesystem::path dir, int keep_last = 3, bool clean = true) : dir_(std::move(dir)), keep_(keep_last) {
     if (keep_ < 1) throw std::invalid_argument("CheckpointStore: keep_last must be >= 1, got " + std::to_string(keep_));
     std::filesystem::create_directories(dir_);
+    if (clean) remove_stale_temporaries();
+  }
+
+  /// @brief Deletes `ckpt-*.tmp.*` files: writes that a killed process left behind (call it only from the one process
+  ///        that writes the folder: finetune holds a lock on its run folder).
+  /// @return how many were removed
+  int remove_stale_temporaries() const {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+      const auto f = e.path().filename().string();
+      if (f.rfind("ckpt-", 0) == 0 && f.find(".tmp.") != std::string::npos) {
+        std::error_code ec;
+        if (std::filesystem::remove(e.path(), ec)) ++n;
+      }
+    }
+    return n;
   }
 
   /// @brief Writes a checkpoint atomically, then deletes all but the newest keep_last.

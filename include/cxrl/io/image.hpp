@@ -2,9 +2,7 @@
 /// @brief Image files: PNG/JPEG decoding and encoding through stb, float tensors in [0,1], and contact
 /// sheets (image grids).
 ///
-/// stb is compiled into every translation unit that includes this header with internal linkage
-/// (`STB_IMAGE_STATIC`, `STB_IMAGE_WRITE_STATIC`), so the header-only library needs no stb library at
-/// link time and cannot clash with a user's own stb implementation unit.
+/// stb comes from io/stb.hpp (compiled into each translation unit with internal linkage).
 #pragma once
 
 #include <torch/torch.h>
@@ -19,24 +17,7 @@
 #include <string>
 #include <vector>
 
-#if defined(STBI_INCLUDE_STB_IMAGE_H) || defined(INCLUDE_STB_IMAGE_WRITE_H)
-#error "cxrl/io/image.hpp must be included before any other inclusion of stb_image.h / stb_image_write.h"
-#endif
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_STATIC
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb/stb_image.h>
-#include <stb/stb_image_write.h>
-#pragma GCC diagnostic pop
+#include <cxrl/io/stb.hpp>
 
 namespace cxrl::io {
 
@@ -63,15 +44,6 @@ inline ImageU8 decode_image_u8(const std::uint8_t* bytes, std::size_t size, int 
   ImageU8 out{w, h, channels, std::vector<std::uint8_t>(p, p + static_cast<std::size_t>(w) * h * channels)};
   stbi_image_free(p);
   return out;
-}
-
-/// @brief Read a whole file into memory.
-/// @param path file to read
-/// @throws std::runtime_error naming the file when it cannot be opened
-inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error(path.string() + ": cannot open file");
-  return std::vector<std::uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
 /// @brief Read and decode an image file to 8-bit pixels.

@@ -34,7 +34,8 @@ class Progress {
     const bool final = done >= total_;
     if (!tty_ && !final && std::chrono::duration<double>(now - last_).count() < plain_every_s) return;
     last_ = now;
-    const double eta = done > 0 ? el / static_cast<double>(done) * static_cast<double>(total_ - done) : 0.0;
+    const long here = done - first_;  // units done by this process: a resumed run's rate is measured from its restart
+    const double eta = here > 0 ? el / static_cast<double>(here) * static_cast<double>(total_ - done) : 0.0;
     if (tty_) {
       const int width = 24;
       const int fill = total_ > 0 ? static_cast<int>(width * std::min(1.0, double(done) / double(total_))) : 0;
@@ -50,11 +51,16 @@ class Progress {
     std::fflush(out_);
   }
 
+  /// @brief Declares @p done units finished before this process started (a resumed run), so that the ETA comes
+  ///        from the rate of this process alone. @param done units already done
+  void start_at(long done) { first_ = done; }
+
   /// @brief Seconds between plain-line updates when not on a terminal.
   double plain_every_s = 5.0;
 
  private:
   using clock = std::chrono::steady_clock;
+  long first_ = 0;
   static std::string hms(double s) {
     const long t = static_cast<long>(s + 0.5);
     char b[32];

@@ -3,8 +3,11 @@
 ///
 /// Format (https://github.com/huggingface/safetensors): u64 little-endian header length N, N bytes of
 /// JSON `{name: {dtype, shape, data_offsets:[begin,end]}, "__metadata__": {str: str}}`, then the
-/// little-endian row-major byte buffer that the offsets index into.
+/// little-endian row-major byte buffer that the offsets index into. The header is validated by the
+/// torch-free io/safetensors_header.hpp.
 #pragma once
+
+#include <cxrl/io/safetensors_header.hpp>
 
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
@@ -28,16 +31,8 @@
 
 namespace cxrl::io {
 
-/// @brief Any problem with a checkpoint file; the message names the file and, where known, the tensor.
-class CheckpointError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
 /// @brief Ordered name → tensor map, the in-memory form of a safetensors file.
 using TensorMap = std::map<std::string, torch::Tensor>;
-/// @brief The `__metadata__` table of a safetensors file.
-using Metadata = std::map<std::string, std::string>;
 
 namespace detail {
 
@@ -65,11 +60,6 @@ inline const DtypeInfo& dtype_by_type(torch::ScalarType t) {
   throw CheckpointError(std::string("safetensors: unsupported tensor dtype ") + c10::toString(t));
 }
 
-inline std::string allowed_dtypes() {
-  std::string s;
-  for (const auto& d : kDtypes) s += (s.empty() ? "" : ", ") + std::string(d.name);
-  return s;
-}
 
 /// Read-only mapping of a whole file; tensors that alias it keep it alive through a shared_ptr.
 class Mapping {
@@ -120,9 +110,6 @@ inline bool looks_like_pickle(const std::filesystem::path& p) {
 }
 
 }  // namespace detail
-
-/// @brief Upper bound on the JSON header, as the reference implementation enforces (100 MB).
-inline constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
 
 /// @brief Where one tensor lives inside a safetensors file.
 struct TensorInfo {
@@ -193,87 +180,16 @@ class SafeTensorsFile {
   std::string where() const { return map_->path().string(); }
 
   void parse() {
-    const auto size = map_->size();
-    if (size < 8)
-      throw CheckpointError(where() + ": truncated file (" + std::to_string(size) +
-                            " bytes; a safetensors file starts with an 8-byte header length)");
-    std::uint64_t n = 0;
-    std::memcpy(&n, map_->data(), 8);  // little-endian hosts only (x86-64, aarch64)
-    if (n > kMaxHeaderBytes)
-      throw CheckpointError(where() + ": header length " + std::to_string(n) + " exceeds the 100 MB limit" +
-                            (detail::looks_like_pickle(map_->path()) ? pickle_hint() : std::string()));
-    if (n > size - 8)
-      throw CheckpointError(where() + ": header length " + std::to_string(n) + " is larger than the file (" +
-                            std::to_string(size) + " bytes); the file is truncated or not safetensors");
-    data_start_ = 8 + n;
-    const auto data_len = size - data_start_;
-    nlohmann::json h;
-    try {
-      h = nlohmann::json::parse(map_->data() + 8, map_->data() + 8 + n);
-    } catch (const std::exception& e) {
-      throw CheckpointError(where() + ": header is not valid JSON (" + e.what() + ")" +
-                            (detail::looks_like_pickle(map_->path()) ? pickle_hint() : std::string()));
-    }
-    if (!h.is_object()) throw CheckpointError(where() + ": header must be a JSON object");
-    for (auto it = h.begin(); it != h.end(); ++it) {
-      const std::string& name = it.key();
-      const auto& v = it.value();
-      if (name == "__metadata__") {
-        if (!v.is_object()) throw CheckpointError(where() + ": __metadata__ must be an object of strings");
-        for (auto m = v.begin(); m != v.end(); ++m) {
-          if (!m.value().is_string())
-            throw CheckpointError(where() + ": __metadata__['" + m.key() + "'] must be a string");
-          metadata_[m.key()] = m.value().get<std::string>();
-        }
-        continue;
-      }
-      const std::string ctx = where() + ": tensor '" + name + "'";
-      if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
-        throw CheckpointError(ctx + ": entry needs dtype, shape and data_offsets");
-      if (!v["dtype"].is_string()) throw CheckpointError(ctx + ": dtype must be a string");
-      const auto* dt = detail::dtype_by_name(v["dtype"].get<std::string>());
-      if (!dt)
-        throw CheckpointError(ctx + ": unknown dtype '" + v["dtype"].get<std::string>() + "' (allowed: " +
-                              detail::allowed_dtypes() + ")");
-      TensorInfo ti{dt->type, {}, 0, 0};
-      if (!v["shape"].is_array()) throw CheckpointError(ctx + ": shape must be an array");
-      std::uint64_t numel = 1;
-      for (const auto& d : v["shape"]) {
-        if (!d.is_number_unsigned()) throw CheckpointError(ctx + ": shape entries must be non-negative integers");
-        const auto dim = d.get<std::uint64_t>();
-        if (dim > (1ull << 40) || (dim && numel > (1ull << 62) / dim))
-          throw CheckpointError(ctx + ": shape is too large");
-        numel *= dim;
-        ti.shape.push_back(static_cast<int64_t>(dim));
-      }
-      const auto& off = v["data_offsets"];
-      if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-        throw CheckpointError(ctx + ": data_offsets must be [begin, end] of non-negative integers");
-      ti.begin = off[0].get<std::uint64_t>();
-      ti.end = off[1].get<std::uint64_t>();
-      if (ti.end < ti.begin) throw CheckpointError(ctx + ": data_offsets end < begin");
-      if (ti.end > data_len)
-        throw CheckpointError(ctx + ": data_offsets [" + std::to_string(ti.begin) + ", " + std::to_string(ti.end) +
-                              "] run past the end of the data (" + std::to_string(data_len) +
-                              " bytes); the file is truncated");
-      if (numel * dt->size != ti.end - ti.begin)
-        throw CheckpointError(ctx + ": shape x element size = " + std::to_string(numel * dt->size) +
-                              " bytes but data_offsets span " + std::to_string(ti.end - ti.begin));
+    const auto hint = detail::looks_like_pickle(map_->path()) ? pickle_hint() : std::string();
+    const auto h = parse_safetensors_header(map_->data(), map_->size(), where(), hint);
+    data_start_ = h.data_start;
+    metadata_ = h.metadata;
+    for (const auto& [name, e] : h.entries) {
+      TensorInfo ti{detail::dtype_by_name(e.dtype)->type, {}, e.begin, e.end};
+      for (auto d : e.shape) ti.shape.push_back(static_cast<int64_t>(d));
       infos_.emplace(name, std::move(ti));
     }
-    for (const auto& [n, ti] : infos_) order_.emplace_back(n, ti.begin);
-    std::sort(order_.begin(), order_.end(), [&](const auto& a, const auto& b) {
-      const auto& ia = infos_.at(a.first);
-      const auto& ib = infos_.at(b.first);
-      return ia.begin != ib.begin ? ia.begin < ib.begin : ia.end < ib.end;
-    });
-    for (std::size_t i = 1; i < order_.size(); ++i) {
-      const auto& prev = infos_.at(order_[i - 1].first);
-      const auto& cur = infos_.at(order_[i].first);
-      if (cur.begin < prev.end)
-        throw CheckpointError(where() + ": tensors '" + order_[i - 1].first + "' and '" + order_[i].first +
-                              "' have overlapping data_offsets");
-    }
+    for (const auto& name : h.order) order_.emplace_back(name, infos_.at(name).begin);
   }
 
   static std::string pickle_hint() {
@@ -361,22 +277,44 @@ inline void save_safetensors(const std::filesystem::path& path, const TensorMap&
   std::string header = h.dump();
   header.append((8 - header.size() % 8) % 8, ' ');
   const std::uint64_t n = header.size();
+  // Written to a temporary file, flushed to disk, then renamed over the target: a reader sees the old file or the
+  // new one, never a torn one, and a failed write (disk full, read-only folder) leaves the old file intact.
   auto tmp = path;
   tmp += ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw CheckpointError(tmp.string() + ": cannot open for writing");
-    f.write(reinterpret_cast<const char*>(&n), 8);
-    f.write(header.data(), static_cast<std::streamsize>(header.size()));
-    for (const auto& t : data)
-      f.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.numel() * t.element_size()));
-    f.flush();
-    if (!f) {
-      std::filesystem::remove(tmp);
-      throw CheckpointError(tmp.string() + ": write failed (disk full?)");
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw CheckpointError(tmp.string() + ": cannot open for writing (" + std::strerror(errno) + "); " + path.filename().string() +
+                          " is unchanged");
+  auto fail = [&](const char* what) {
+    const std::string why = std::strerror(errno);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw CheckpointError(path.string() + ": " + what + " failed (" + why + "); the previous file, if any, is unchanged");
+  };
+  auto put = [&](const void* p, std::uint64_t len) {
+    const char* c = static_cast<const char*>(p);
+    while (len > 0) {
+      const auto w = ::write(fd, c, static_cast<std::size_t>(std::min<std::uint64_t>(len, 1u << 30)));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) fail("write");
+      c += w;
+      len -= static_cast<std::uint64_t>(w);
     }
+  };
+  put(&n, 8);
+  put(header.data(), header.size());
+  for (const auto& t : data) put(t.data_ptr(), static_cast<std::uint64_t>(t.numel() * t.element_size()));
+  if (::fsync(fd) != 0) fail("fsync");
+  if (::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    throw CheckpointError(path.string() + ": close failed (" + std::string(std::strerror(errno)) + "); the previous file, if any, is unchanged");
   }
-  std::filesystem::rename(tmp, path);
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    ::unlink(tmp.c_str());
+    throw CheckpointError(path.string() + ": rename of the written file failed (" + ec.message() + "); the previous file, if any, is unchanged");
+  }
 }
 
 }  // namespace cxrl::io
