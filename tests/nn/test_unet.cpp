@@ -146,6 +146,35 @@ TEST_CASE("UNet config: unsupported values are errors naming file, key and allow
   CHECK(cfg.heads_per_block() == std::vector<int64_t>{4, 8});
 }
 
+TEST_CASE("configs are range-checked before any division or allocation (each value gets its own message)", "[unet][config]") {
+  const auto j = read_json(kData / "unet_tiny" / "config.json");
+  auto bad_with = [&](const char* key, nlohmann::json v) {
+    auto b = j;
+    b[key] = v;
+    return error_of([&] { nn::UNet2DConditionConfig::from_json(b, "u/config.json"); });
+  };
+  // These divided by zero (SIGFPE) or cast 1e30 to int64 (undefined behaviour) before.
+  CHECK_THAT(bad_with("norm_num_groups", 0), Catch::Contains("u/config.json") && Catch::Contains("'norm_num_groups'") && Catch::Contains("divide by zero"));
+  CHECK_THAT(bad_with("num_attention_heads", 0), Catch::Contains("'num_attention_heads'") && Catch::Contains("[1, 65536]"));
+  CHECK_THAT(bad_with("attention_head_dim", 0), Catch::Contains("'attention_head_dim'"));
+  CHECK_THAT(bad_with("layers_per_block", 1e30), Catch::Contains("'layers_per_block'") && Catch::Contains("expected an integer"));
+  CHECK_THAT(bad_with("layers_per_block", 18446744073709551615ULL), Catch::Contains("'layers_per_block'") && Catch::Contains("2^63"));
+  CHECK_THAT(bad_with("block_out_channels", nlohmann::json::array({32, 1 << 20})), Catch::Contains("'block_out_channels'") && Catch::Contains("65536"));
+  CHECK_THAT(bad_with("sample_size", -1), Catch::Contains("'sample_size'"));
+  CHECK(nn::UNet2DConditionConfig::from_json(j, "ok").block_out_channels == std::vector<int64_t>{32, 64});  // 2.0-style floats stay fine
+  auto fl = j;
+  fl["layers_per_block"] = 2.0;
+  CHECK(nn::UNet2DConditionConfig::from_json(fl, "ok").layers_per_block == std::vector<int64_t>{2});
+
+  auto v = read_json(kData / "vae_tiny" / "config.json");
+  v["norm_num_groups"] = 0;
+  CHECK_THAT(error_of([&] { nn::AutoencoderKLConfig::from_json(v, "v/config.json"); }),
+             Catch::Contains("v/config.json") && Catch::Contains("'norm_num_groups'"));
+  v = read_json(kData / "vae_tiny" / "config.json");
+  v["latent_channels"] = 0;
+  CHECK_THAT(error_of([&] { nn::AutoencoderKLConfig::from_json(v, "v/config.json"); }), Catch::Contains("'latent_channels'"));
+}
+
 TEST_CASE("UNet strict loading lists every missing, unexpected and mis-shaped key in one error", "[unet][load]") {
   const auto dir = kData / "unet_tiny";
   nn::UNet2DConditionModel unet(nn::UNet2DConditionConfig::load(dir));

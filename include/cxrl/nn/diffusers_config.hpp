@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <climits>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -59,9 +61,14 @@ class DiffusersConfigReader {
   int64_t integer(const std::string& key, int64_t def) const {
     if (!j_.contains(key)) return def;
     const auto& v = j_.at(key);
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+      fail(key, "expected an integer within ±2^63, got " + v.dump());
     if (v.is_number_integer()) return v.get<int64_t>();
-    if (v.is_number_float() && v.get<double>() == static_cast<double>(static_cast<int64_t>(v.get<double>())))
-      return static_cast<int64_t>(v.get<double>());
+    if (v.is_number_float()) {
+      // 2.0 is accepted as 2; a float outside the int64 range is not cast (that would be undefined behaviour).
+      const double d = v.get<double>();
+      if (std::isfinite(d) && std::abs(d) < 9.2e18 && d == std::trunc(d)) return static_cast<int64_t>(d);
+    }
     fail(key, "expected an integer, got " + v.dump());
   }
   /// @brief Integer or null (None).
@@ -188,6 +195,21 @@ class DiffusersConfigReader {
   const nlohmann::json& j_;
   std::string src_;
 };
+
+/// @brief Largest channel count, width or sample size an architecture config may ask for: far above every released
+///        diffusers model (SD 1.x: 1280 channels), and small enough that a mistyped value fails here with the key's
+///        name instead of in an allocation of terabytes.
+inline constexpr int64_t kMaxConfigWidth = 1 << 16;
+/// @brief Largest count of layers, blocks or groups an architecture config may ask for.
+inline constexpr int64_t kMaxConfigCount = 1 << 10;
+
+/// @brief Throws ConfigError "<source>: key '<key>': <value> is outside [lo, hi] (why)" unless lo ≤ value ≤ hi.
+/// @param source config file @param key config key @param value the value @param lo, hi allowed range @param why what the range guards
+inline void check_range(const std::string& source, const std::string& key, int64_t value, int64_t lo, int64_t hi, const std::string& why) {
+  if (value < lo || value > hi)
+    throw ConfigError(source + ": key '" + key + "': " + std::to_string(value) + " is outside [" + std::to_string(lo) + ", " +
+                      std::to_string(hi) + "] (" + why + ")");
+}
 
 /// @brief Expands a diffusers "int or per-block list" value to @p n entries (1 entry = broadcast).
 /// @param v the value (1 or @p n entries)
