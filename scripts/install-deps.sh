@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build ccache pkg-config git
       libtorch-dev libgloo-dev libxtensor-dev librange-v3-dev libboost-dev catch2 doxygen
       nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev libopenblas0-openmp
-      python3-torch python3-numpy)
+      python3-torch python3-numpy fonts-dejavu-core clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

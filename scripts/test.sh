@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# README command 2: install Debian deps, build everything, run all tests (ctest), build the API docs.
+# README command 2: install Debian deps, build everything, run all tests (ctest), replay the fuzz corpora under
+# ASan + UBSan, build the API docs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -10,5 +11,10 @@ cmake --preset dev
 cmake --build --preset dev -j "${CXRL_JOBS:-2}"
 echo "[cxrl] build took $(( $(date +%s) - start )) s"
 ctest --preset dev
+# The parsers of outside input under ASan + UBSan (clang, libFuzzer; torch-free, so this build is quick): every seed
+# corpus and saved reproducer once. scripts/fuzz.sh fuzzes them for real.
+cmake --preset fuzz > /dev/null
+cmake --build --preset fuzz -j "${CXRL_JOBS:-2}"
+ctest --preset fuzz
 doxygen docs/Doxyfile
 echo "[cxrl] API docs in build/docs/html (warnings are errors)"
