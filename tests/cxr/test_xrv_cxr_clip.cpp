@@ -197,12 +197,20 @@ TEST_CASE("CXR-CLIP: checkpoint key prefixes, eos pooling and image features mat
   std::filesystem::remove_all(file.parent_path());
 }
 
-TEST_CASE("CXR-CLIP preprocessing: ImageNet normalisation, 3 channels, 224; bad images rejected", "[cxr_clip]") {
-  auto g = torch::full({1, 1, 300, 250}, 0.5);
+TEST_CASE("CXR-CLIP preprocessing: cxr-clip's default normalisation, 3 channels, 224; bad images rejected", "[cxr_clip]") {
+  auto g = torch::full({1, 1, 300, 250}, 0.8);
+  // The released checkpoints were trained with cxr-clip's default normalize="huggingface": (x − 0.5) / 0.5.
+  CHECK(cxrl::cxr::CxrClipConfig{}.normalize == cxrl::cxr::ClipNormalize::huggingface);
   auto x = cxrl::cxr::cxr_clip_preprocess(g);
   CHECK(x.sizes() == torch::IntArrayRef({1, 3, 224, 224}));
-  CHECK(x[0][0][100][100].item<double>() == Approx((0.5 - 0.485) / 0.229).epsilon(1e-5));
-  CHECK(x[0][2][100][100].item<double>() == Approx((0.5 - 0.406) / 0.225).epsilon(1e-5));
+  CHECK(x[0][0][100][100].item<double>() == Approx(0.6).epsilon(1e-5));
+  CHECK(x[0][2][100][100].item<double>() == Approx(0.6).epsilon(1e-5));
+  x = cxrl::cxr::cxr_clip_preprocess(g, 224, cxrl::cxr::ClipNormalize::imagenet);
+  CHECK(x[0][0][100][100].item<double>() == Approx((0.8 - 0.485) / 0.229).epsilon(1e-5));
+  CHECK(x[0][2][100][100].item<double>() == Approx((0.8 - 0.406) / 0.225).epsilon(1e-5));
+  CHECK(cxrl::cxr::parse_clip_normalize("imagenet", "f") == cxrl::cxr::ClipNormalize::imagenet);
+  CHECK_THROWS_WITH(cxrl::cxr::parse_clip_normalize("clip", "cxr_clip.json: key 'normalize'"),
+                    Catch::Contains("cxr_clip.json: key 'normalize'") && Catch::Contains("huggingface"));
   CHECK_THROWS_WITH(cxrl::cxr::cxr_clip_preprocess(torch::rand({1, 2, 64, 64})), Catch::Contains("1 or 3"));
   CHECK_THROWS_WITH(cxrl::cxr::cxr_clip_preprocess(torch::rand({1, 1, 64, 64}) + 2), Catch::Contains("[0, 1]"));
 

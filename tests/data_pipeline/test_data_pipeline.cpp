@@ -121,6 +121,43 @@ TEST_CASE("sections: MIMIC section-parser semantics", "[data][sections]") {
   CHECK(cd::parse_report("                                 FINAL REPORT\n").main.empty());
 }
 
+TEST_CASE("sections: real report shapes of MIMIC-CXR", "[data][sections]") {
+  // One plain paragraph under the title, no header, no paragraph break: the whole text is the report
+  // (the reference yields "" here and the study was skipped as empty_report).
+  auto r = cd::parse_report("                                 FINAL REPORT\n PORTABLE CHEST RADIOGRAPH SHOWS NO FOCAL\n"
+                            " CONSOLIDATION. Small left pleural effusion is unchanged.\n");
+  CHECK(r.main_name == "full report");
+  CHECK(r.main == "PORTABLE CHEST RADIOGRAPH SHOWS NO FOCAL CONSOLIDATION. Small left pleural effusion is unchanged.");
+  CHECK(cd::parse_report("Mild cardiomegaly without edema.").main == "Mild cardiomegaly without edema.");
+  // Title, blank line, one paragraph: the reference's last paragraph.
+  r = cd::parse_report("                                 FINAL REPORT\n \n Heart size is normal. Lungs are clear.\n");
+  CHECK(r.main_name == "last_paragraph");
+  CHECK(r.main == "Heart size is normal. Lungs are clear.");
+  // Only INDICATION and COMPARISON headers, the report written into the comparison section without a paragraph
+  // break: create_section_files.py falls back to the comparison section.
+  r = cd::parse_report("FINAL REPORT\n INDICATION:  Cough.\n COMPARISON:  ___. Interval increase in right effusion.\n");
+  CHECK(r.main_name == "comparison");
+  CHECK(r.main == "___. Interval increase in right effusion.");
+  // The same with a paragraph break: the text after the first break is the last paragraph, before comparison.
+  r = cd::parse_report("FINAL REPORT\n INDICATION:  Cough.\n COMPARISON:  ___.\n \n Interval increase in right effusion.\n"
+                       " \n Dr. ___ was paged.\n");
+  CHECK(r.main_name == "last_paragraph");
+  CHECK(r.main == "Interval increase in right effusion. Dr. ___ was paged.");
+  // Two impressions (an addendum-style repeat): the last one wins.
+  r = cd::parse_report("FINAL REPORT\n IMPRESSION:  Old text.\n FINDINGS:  Clear.\n IMPRESSION:  New text.\n");
+  CHECK(r.main == "New text.");
+  // A header whose colon is followed by the text on the same line, and a misspelt one.
+  CHECK(cd::parse_report("x\n IMPRESSON:  No effusion.\n").main == "No effusion.");
+  CHECK(cd::parse_report("x\n FINDINGS/IMPRESSION:  Low lung volumes.\n").main_name == "impression");
+  // The reference's own mapping table, including its quirks ("ndication" is filed under impression there).
+  CHECK(cd::normalize_section_name("NDICATION") == "impression");
+  CHECK(cd::normalize_section_name("CONCUSION") == "conclusion");
+  CHECK(cd::normalize_section_name("COMPARISON FILM") == "comparison");
+  // A lowercase "impression:" is not a header (the pattern is ALL CAPS), so it stays inside the findings.
+  r = cd::parse_report("x\n FINDINGS:  Clear lungs.\n impression: normal.\n");
+  CHECK(r.main_name == "findings");
+}
+
 TEST_CASE("mimic loader: the fixture tree gives exactly the expected pairs", "[data][mimic]") {
   const auto root = tmp_dir("fixture");
   cd::MimicFixtureOptions fo;

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "cxrl/cxr/cxr_clip.hpp"
+#include "cxrl/cxr/reward_models.hpp"
+#include "cxrl/cxr/reward_set.hpp"
 #include "cxrl/cxr/rewards.hpp"
 #include "cxrl/text/wordpiece.hpp"
 
@@ -21,23 +23,27 @@ namespace cxrl::cxr {
  * @brief r_consist: cos(F_visual(x), F_text(y)) of each image with its own report, in [−1, 1].
  *
  * The paper writes d_cosine and reports it as "CXR-CLIP distance (↑)": higher is better, i.e. the cosine
- * *similarity* of the L2-normalised CXR-CLIP projections, which is what this returns.
- * Inputs: images [B, 1|3, H, W] in [0, 1], H, W ≥ 32 (cxr_clip_preprocess(): shorter side resized to the
- * model's image_size, centre crop, gray repeated to RGB, ImageNet mean/std); prompts: the B reports
- * (WordPiece-tokenised, truncated to the model's max_length). Output: float32 [B] on the images'
- * device, no gradient, model in eval mode on its own device.
+ * *similarity* of the L2-normalised projections, which is what this returns.
+ * Inputs: images [B, 1|3, H, W] in [0, 1], H, W ≥ 32 (the native CXR-CLIP applies cxr_clip_preprocess() with its
+ * own size and normalisation); prompts: the B reports. Output: float32 [B] on the images' device, no gradient.
+ * @tparam M a ReportImageEmbedder (cxr/reward_models.hpp): CxrClipEmbedder, ReportsFromEmbedder over any
+ *         nn::ImageTextEmbedder, or AnyReportEmbedder
  */
-class ConsistReward {
+template <class M>
+class BasicConsistReward {
+  static_assert(ReportImageEmbedder<M>, "cxrl Reward consist: the model needs `embed_images(images)` and `embed_reports(reports)`; "
+                                        "wrap an nn::ImageTextEmbedder in ReportsFromEmbedder (cxr/reward_models.hpp)");
+
  public:
   /// @brief Reward name (RewardSum term key).
-  static constexpr std::string_view name = "consist";
+  static constexpr std::string_view name = reward_name(CxrReward::consist);
 
-  /// @param model CXR-CLIP dual encoder
-  /// @param tokenizer WordPiece tokenizer of its text encoder
-  ConsistReward(CxrClip model, text::WordPieceTokenizer tokenizer) : model_(std::move(model)), tok_(std::move(tokenizer)) {
-    if (!model_) throw std::invalid_argument("ConsistReward: CxrClip model is empty");
-    model_->eval();
-  }
+  /// @param model the embedder
+  explicit BasicConsistReward(M model) : m_(std::move(model)) {}
+  /// @brief The native CXR-CLIP. @param model CXR-CLIP dual encoder @param tokenizer WordPiece tokenizer of its text encoder
+  BasicConsistReward(CxrClip model, text::WordPieceTokenizer tokenizer)
+    requires std::same_as<M, CxrClipEmbedder>
+      : m_(std::move(model), std::move(tokenizer)) {}
 
   /// @brief Cosine similarity of each image with its report [B].
   /// @param images [B, 1|3, H, W] in [0, 1]
@@ -45,21 +51,19 @@ class ConsistReward {
   torch::Tensor score(const torch::Tensor& images, const std::vector<std::string>& prompts) {
     auto x = check_reward_images(images, prompts, name);
     torch::NoGradGuard ng;
-    model_->eval();
-    const auto device = model_->logit_scale.device();
-    auto img = model_->encode_image(cxr_clip_preprocess(x, model_->config().image_size).to(device));
-    auto txt = model_->encode_texts(tok_, prompts);
-    return (img * txt).sum(1).to(images.device(), torch::kFloat32);
+    torch::Tensor img = m_.embed_images(x);
+    torch::Tensor txt = m_.embed_reports(prompts);
+    return (img * txt.to(img.device())).sum(1).to(images.device(), torch::kFloat32);
   }
 
   /// @brief The model.
-  CxrClip& model() { return model_; }
-  /// @brief The tokenizer.
-  const text::WordPieceTokenizer& tokenizer() const { return tok_; }
+  M& model() { return m_; }
 
  private:
-  CxrClip model_;
-  text::WordPieceTokenizer tok_;
+  M m_;
 };
+
+/// @brief r_consist with the native CXR-CLIP (the CXRL reference model).
+using ConsistReward = BasicConsistReward<CxrClipEmbedder>;
 
 }  // namespace cxrl::cxr

@@ -36,6 +36,25 @@
 
 namespace cxrl::cxr {
 
+/// @brief Pixel normalisation of CXR-CLIP's image input (kakaobrain/cxr-clip `data_utils.transform_image`).
+enum class ClipNormalize {
+  huggingface,  ///< mean = std = 0.5 per channel: the default of cxr-clip's datasets, used by the released models
+  imagenet,     ///< ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225)
+};
+
+/// @brief The normalisation named @p s ("huggingface" or "imagenet", cxr-clip's spelling).
+/// @param s the name
+/// @param where source (file and key) for the message
+/// @throws std::invalid_argument listing the allowed values
+inline ClipNormalize parse_clip_normalize(const std::string& s, const std::string& where) {
+  if (s == "huggingface") return ClipNormalize::huggingface;
+  if (s == "imagenet") return ClipNormalize::imagenet;
+  throw std::invalid_argument(where + ": normalize must be \"huggingface\" or \"imagenet\", got \"" + s + "\"");
+}
+
+/// @brief The name of @p n as parse_clip_normalize() reads it.
+inline const char* clip_normalize_name(ClipNormalize n) { return n == ClipNormalize::imagenet ? "imagenet" : "huggingface"; }
+
 /// @brief CXR-CLIP configuration (defaults = the released ResNet-50 + Bio_ClinicalBERT model).
 struct CxrClipConfig {
   nn::ResNetConfig image = nn::ResNetConfig::cxr_clip_resnet50();  ///< image encoder (include_fc must be false)
@@ -48,6 +67,8 @@ struct CxrClipConfig {
   double temperature = 0.07;      ///< initial logit_scale = log(1/temperature)
   int64_t image_size = 224;       ///< preprocessing side
   int64_t max_length = 256;       ///< tokenizer max_length used by encode_texts()
+  /// Pixel normalisation the weights were trained with; the released checkpoints used cxr-clip's default.
+  ClipNormalize normalize = ClipNormalize::huggingface;
 
   /// @brief Throws std::invalid_argument when fields are inconsistent.
   void validate() const {
@@ -62,13 +83,17 @@ struct CxrClipConfig {
   }
 };
 
-/// @brief ImageNet mean/std normalisation of [0, 1] images to CXR-CLIP's input: resize the shorter side to
-/// @p size (bilinear, antialias), center-crop size×size, repeat a gray channel to 3, `(x − mean)/std`.
+/// @brief CXR-CLIP's test-time transform of [0, 1] images: resize the shorter side to @p size (bilinear,
+/// antialias; torchvision `Resize` on PIL images), center-crop size×size, repeat a gray channel to 3 (cxr-clip
+/// opens every image `.convert("RGB")`), then normalise with @p normalize (kakaobrain/cxr-clip
+/// `configs/transform/*.yaml` test split and `data_utils.transform_image`).
 ///
 /// Throws std::invalid_argument for a non-4D tensor, channels other than 1 or 3, or values outside [0, 1].
 /// @param images [N, 1|3, H, W] in [0, 1]
 /// @param size output side (224)
-inline torch::Tensor cxr_clip_preprocess(const torch::Tensor& images, int64_t size = 224) {
+/// @param normalize pixel normalisation of the weights (the released models: huggingface, mean = std = 0.5)
+inline torch::Tensor cxr_clip_preprocess(const torch::Tensor& images, int64_t size = 224,
+                                         ClipNormalize normalize = ClipNormalize::huggingface) {
   if (images.dim() != 4 || (images.size(1) != 1 && images.size(1) != 3))
     throw std::invalid_argument("cxr_clip_preprocess: expected images [N, 1 or 3, H, W] in [0, 1], got " + c10::str(images.sizes()));
   if (!images.is_floating_point()) throw std::invalid_argument("cxr_clip_preprocess: expected floating images in [0, 1]");
@@ -86,6 +111,7 @@ inline torch::Tensor cxr_clip_preprocess(const torch::Tensor& images, int64_t si
     x = x.narrow(2, (nh - size) / 2, size).narrow(3, (nw - size) / 2, size);
   }
   if (x.size(1) == 1) x = x.expand({-1, 3, -1, -1});
+  if (normalize == ClipNormalize::huggingface) return (x - 0.5) / 0.5;
   auto mean = torch::tensor({0.485, 0.456, 0.406}, x.options()).view({1, 3, 1, 1});
   auto std = torch::tensor({0.229, 0.224, 0.225}, x.options()).view({1, 3, 1, 1});
   return (x - mean) / std;

@@ -16,6 +16,8 @@
 
 #include "cxrl/cxr/labeler.hpp"
 #include "cxrl/cxr/observations.hpp"
+#include "cxrl/cxr/reward_models.hpp"
+#include "cxrl/cxr/reward_set.hpp"
 #include "cxrl/cxr/rewards.hpp"
 #include "cxrl/cxr/xrv_densenet.hpp"
 
@@ -74,29 +76,39 @@ struct DiagDetails {
  * trained for (NaN op_threshs). The reward is the accuracy over the compared observations, in [0, 1];
  * a report with none gets DiagRewardConfig::empty_score.
  *
- * Inputs: images [B, 1|3, H, W] in [0, 1], square, H, W ≥ 32 (RGB averaged to gray; resized to the
- * classifier's resolution and mapped to xrv's [−1024, 1024] by to_xrv_input()); prompts: the B reports.
- * Output: float32 [B] on the images' device, no gradient, classifier in eval mode on its own device.
+ * Inputs: images [B, 1|3, H, W] in [0, 1], square, H, W ≥ 32 (the classifier adapts them: the native xrv
+ * DenseNet averages RGB to gray, resizes to its resolution and maps to [−1024, 1024]); prompts: the B reports.
+ * Output: float32 [B] on the images' device, no gradient.
+ * @tparam M a FindingClassifier (cxr/reward_models.hpp): cxr::XrvDenseNet, FindingsFromClassifier over any
+ *         nn::ImageClassifier, or AnyFindingClassifier
  */
-class DiagReward {
+template <class M>
+class BasicDiagReward {
+  static_assert(FindingClassifier<M>, "cxrl Reward diag: the classifier needs `probabilities(images)` → [B, K] and "
+                                      "`output_names()`; wrap an nn::ImageClassifier in FindingsFromClassifier (cxr/reward_models.hpp)");
+
  public:
   /// @brief Reward name (RewardSum term key).
-  static constexpr std::string_view name = "diag";
+  static constexpr std::string_view name = reward_name(CxrReward::diag);
 
   /**
-   * @param classifier xrv DenseNet (its pathologies() name the outputs)
+   * @param classifier the classifier (its output_names() name the outputs)
    * @param cfg settings; the mapping is resolved here
-   * @param output_names classifier output names when classifier.pathologies() is empty (non-default class count)
+   * @param output_names overrides classifier.output_names() (e.g. for a DenseNet with a non-default class count)
    */
-  explicit DiagReward(XrvDenseNet classifier, DiagRewardConfig cfg = {}, std::vector<std::string> output_names = {})
+  explicit BasicDiagReward(M classifier, DiagRewardConfig cfg = {}, std::vector<std::string> output_names = {})
       : clf_(std::move(classifier)), cfg_(std::move(cfg)) {
     if (!(cfg_.threshold > 0.0 && cfg_.threshold < 1.0))
       throw std::invalid_argument("DiagReward: threshold must be in (0, 1), got " + std::to_string(cfg_.threshold));
-    if (output_names.empty()) output_names = clf_.pathologies();
+    if (output_names.empty()) output_names = clf_.output_names();
     if (output_names.empty())
-      throw std::invalid_argument("DiagReward: the classifier has no pathology names; pass output_names");
+      throw std::invalid_argument("DiagReward: the classifier has no output names; pass output_names");
     output_index_.assign(kNumObservations, -1);
-    const torch::Tensor th = clf_.op_threshs().defined() ? clf_.op_threshs().to(torch::kCPU) : torch::Tensor();
+    torch::Tensor th;
+    if constexpr (requires { clf_.op_threshs(); }) {
+      const torch::Tensor t = clf_.op_threshs();
+      if (t.defined()) th = t.to(torch::kCPU);
+    }
     for (const auto& [obs, out] : cfg_.mapping) {
       const int o = observation_index(obs);  // throws for an unknown CheXpert name
       if (obs == "No Finding") throw std::invalid_argument("DiagReward: 'No Finding' cannot be mapped (it is derived)");
@@ -114,7 +126,7 @@ class DiagReward {
   /// @brief The settings.
   const DiagRewardConfig& config() const { return cfg_; }
   /// @brief The classifier.
-  XrvDenseNet& classifier() { return clf_; }
+  M& classifier() { return clf_; }
 
   /// @brief Accuracy per image [B] (see the class documentation).
   /// @param images [B, 1|3, H, W] in [0, 1]
@@ -127,13 +139,11 @@ class DiagReward {
   /// @param images [B, 1|3, H, W] in [0, 1]
   /// @param prompts the B reports
   DiagDetails evaluate(const torch::Tensor& images, const std::vector<std::string>& prompts) {
-    auto x = to_gray(check_reward_images(images, prompts, name));
+    auto x = check_reward_images(images, prompts, name);
     torch::Tensor probs;
     {
       torch::NoGradGuard ng;
-      clf_.model()->eval();
-      const auto device = clf_.model()->parameters().front().device();
-      probs = clf_.predict_images(x.to(device)).to(torch::kCPU, torch::kFloat32);
+      probs = clf_.probabilities(x).to(torch::kCPU, torch::kFloat32).contiguous();
     }
     const int64_t B = x.size(0);
     const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -169,9 +179,12 @@ class DiagReward {
   }
 
  private:
-  XrvDenseNet clf_;
+  M clf_;
   DiagRewardConfig cfg_;
   std::vector<int> output_index_;
 };
+
+/// @brief r_diag with the native torchxrayvision DenseNet (the CXRL reference classifier).
+using DiagReward = BasicDiagReward<XrvDenseNet>;
 
 }  // namespace cxrl::cxr

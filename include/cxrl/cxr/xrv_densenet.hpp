@@ -227,6 +227,17 @@ class XrvDenseNet {
   /// @param images [N, 1, H, W] in [0, 1]
   torch::Tensor predict_images(const torch::Tensor& images) { return forward(to_xrv_input(images, resolution_)); }
 
+  /// @brief predict_images() without gradient, on generator images of 1 or 3 channels (RGB is averaged to
+  ///        gray): what cxr::FindingClassifier asks of r_diag's model.
+  /// @param images [N, 1|3, H, W] in [0, 1]
+  torch::Tensor probabilities(const torch::Tensor& images) {
+    torch::NoGradGuard ng;
+    model_->eval();
+    const auto x = images.size(1) == 3 ? images.mean(1, /*keepdim=*/true) : images;
+    return predict_images(x.to(model_->parameters().front().device()));
+  }
+  /// @brief The output names: pathologies() (cxr::FindingClassifier).
+  std::vector<std::string> output_names() const { return pathologies(); }
   /// @brief Pathology names in output order (the 18 defaults unless num_classes differs).
   std::vector<std::string> pathologies() const {
     std::vector<std::string> p;

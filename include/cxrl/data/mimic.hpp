@@ -66,7 +66,7 @@ struct MimicRecord {
   Split split = Split::train;                  ///< official split
   cxr::Labels labels{};                        ///< CheXpert labels (all blank when the study has no row)
   std::string findings;                        ///< FINDINGS text
-  std::string impression;                      ///< prompt text: impression, else findings, else last paragraph
+  std::string impression;                      ///< prompt text: impression, else findings, else last paragraph, else comparison, else the whole report
   std::string section;                         ///< which section the prompt came from
   std::filesystem::path image;                 ///< JPEG path
   std::filesystem::path report;                ///< report path
@@ -173,7 +173,7 @@ inline std::filesystem::path mimic_study_dir(const std::string& subject_id, cons
 /// Per split, the eligible pairs (split.csv rows whose image has an allowed ViewPosition) are put in
 /// the deterministic order shuffled_indices(n, seed ⊕ split) and walked until the requested number of
 /// *valid* pairs is found; a pair is valid when its image exists (and its header decodes), its report
-/// exists and yields a non-empty impression/findings/last paragraph, and that text has ≤ max tokens.
+/// exists and yields a non-empty main text (data/sections.hpp: parse_report()), and that text has ≤ max tokens.
 /// @param o options
 /// @throws std::invalid_argument for a missing root, table or required column
 inline MimicIndex build_mimic_index(const MimicOptions& o) {
@@ -331,7 +331,7 @@ inline MimicIndex build_mimic_index(const MimicOptions& o) {
         continue;
       }
       if (it->second->main.empty()) {
-        log.add({where, rec.split_line, "empty_report", rec.report.string() + " has no impression, findings or last paragraph"});
+        log.add({where, rec.split_line, "empty_report", rec.report.string() + " has no impression, findings, last paragraph, comparison or text"});
         continue;
       }
       const auto ntok = counter(it->second->main);

@@ -12,8 +12,9 @@
 ///   contains a view description ("chest", "pa and lateral", "portable", …) becomes findings.
 /// - Empty impression/findings sections are dropped. When a report has neither, its last paragraph
 ///   (after the last "\n \n") becomes "last_paragraph".
-/// - The text used for a study is the impression, else the findings, else the last paragraph
-///   (create_section_files.py's priority).
+/// - The text used for a study is the impression, else the findings, else the last paragraph, else the
+///   comparison (create_section_files.py's priority); a report that is one plain paragraph is used whole
+///   (see parse_report()).
 #pragma once
 
 #include <algorithm>
@@ -47,13 +48,14 @@ inline constexpr std::pair<std::string_view, std::string_view> kFrequent[] = {
     {"comparison exam", "comparison"}, {"date", "date"}, {"comment", "comment"}, {"findings and impression", "impression"},
     {"wet read", "wet read"}, {"comparison film", "comparison"}, {"recommendations", "recommendations"},
     {"findings/impression", "impression"}, {"pfi", "history"}, {"recommendation", "recommendations"},
-    {"wetread", "wet read"}, {"ndication", "indication"}, {"impresson", "impression"}, {"imprression", "impression"},
+    {"wetread", "wet read"}, {"ndication", "impression"}, {"impresson", "impression"}, {"imprression", "impression"},
     {"imoression", "impression"}, {"impressoin", "impression"}, {"imprssion", "impression"}, {"impresion", "impression"},
     {"imperssion", "impression"}, {"mpression", "impression"}, {"impession", "impression"},
     {"findings/ impression", "impression"}, {"finding", "findings"}, {"findins", "findings"}, {"findindgs", "findings"},
     {"findgings", "findings"}, {"findngs", "findings"}, {"findnings", "findings"}, {"finidngs", "findings"},
     {"idication", "indication"}, {"reference findings", "findings"}, {"comparision", "comparison"},
-    {"comparsion", "comparison"}, {"comparrison", "comparison"}, {"comparisions", "comparison"}};
+    {"comparsion", "comparison"}, {"comparrison", "comparison"}, {"comparisions", "comparison"},
+    {"concusion", "conclusion"}, {"coinclusion", "conclusion"}};
 
 inline constexpr std::string_view kViewWords[] = {
     "chest", "portable", "pa and lateral", "lateral and pa", "ap and lateral", "lateral and ap", "frontal and",
@@ -164,31 +166,51 @@ inline std::string collapse_whitespace(std::string_view s) {
 struct ReportSections {
   std::string findings;    ///< findings text (whitespace-collapsed), may be empty
   std::string impression;  ///< impression text (whitespace-collapsed), may be empty
-  std::string main;        ///< impression, else findings, else last paragraph
+  std::string main;        ///< impression, else findings, else last paragraph, else comparison, else the whole report
   std::string main_name;   ///< which section @ref main came from ("" when none)
 };
 
-/// @brief Extract findings, impression and the main text of a report.
-/// @param text report text
+namespace sections_detail {
+/// The report without a leading "FINAL REPORT" title line (MIMIC-CXR's report files start with one).
+inline std::string_view without_title(std::string_view t) {
+  const auto b = t.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  t.remove_prefix(b);
+  constexpr std::string_view title = "FINAL REPORT";
+  if (t.substr(0, title.size()) == title) t.remove_prefix(title.size());
+  return t;
+}
+}  // namespace sections_detail
+
+/**
+ * @brief Extract findings, impression and the main text of a report.
+ *
+ * The main text follows create_section_files.py: the last impression, else the last findings, else the last
+ * paragraph, else the last comparison section (radiologists without other headers often write the report
+ * there). One extension: a report with no section header and no paragraph break, i.e. one plain paragraph,
+ * has no usable section for the reference (it prints "no impression/findings" and yields ""); here its whole
+ * text, less a "FINAL REPORT" title, is the main text ("full report"), because that paragraph is the report.
+ * @param text report text
+ */
 inline ReportSections parse_report(std::string_view text) {
   ReportSections r;
-  std::string last_paragraph;
+  std::string last_paragraph, comparison, full;
   for (const auto& s : split_sections(text)) {
-    // The last occurrence wins, like the reference's dict-based lookup.
+    // The last occurrence wins, like the reference's list_rindex.
     if (s.name == "impression") r.impression = collapse_whitespace(s.text);
     else if (s.name == "findings") r.findings = collapse_whitespace(s.text);
     else if (s.name == "last_paragraph") last_paragraph = collapse_whitespace(s.text);
+    else if (s.name == "comparison") comparison = collapse_whitespace(s.text);
+    else if (s.name == "full report") full = collapse_whitespace(sections_detail::without_title(s.text));
   }
-  if (!r.impression.empty()) {
-    r.main = r.impression;
-    r.main_name = "impression";
-  } else if (!r.findings.empty()) {
-    r.main = r.findings;
-    r.main_name = "findings";
-  } else if (!last_paragraph.empty()) {
-    r.main = last_paragraph;
-    r.main_name = "last_paragraph";
-  }
+  for (const auto& [text_of, name] : {std::pair{&r.impression, "impression"}, std::pair{&r.findings, "findings"},
+                                      std::pair{&last_paragraph, "last_paragraph"}, std::pair{&comparison, "comparison"},
+                                      std::pair{&full, "full report"}})
+    if (!text_of->empty()) {
+      r.main = *text_of;
+      r.main_name = name;
+      break;
+    }
   return r;
 }
 

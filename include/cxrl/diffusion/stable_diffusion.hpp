@@ -134,6 +134,15 @@ class StableDiffusion {
     return {c.in_channels, *c.sample_size, *c.sample_size};
   }
 
+  /// @brief {C, H, W} of the decoded images: the VAE's out_channels and the latent size × its scale factor
+  ///        for latent models (RoentGen: {3, 512, 512} from {4, 64, 64} latents), sample_shape() otherwise.
+  std::vector<int64_t> image_shape() const {
+    auto s = sample_shape();
+    if (!vae) return s;
+    const auto f = vae->config().scale_factor();
+    return {vae->config().out_channels, s[1] * f, s[2] * f};
+  }
+
   /// @brief Frozen text encoder output [B, 77, d_τ] for @p prompts (SD tokenisation, no attention mask).
   /// @param prompts texts; "" is the unconditional prompt
   torch::Tensor encode(const std::vector<std::string>& prompts) {

@@ -129,6 +129,15 @@ struct CLIPTextConfig {
     pos("num_hidden_layers", num_hidden_layers);
     pos("num_attention_heads", num_attention_heads);
     pos("max_position_embeddings", max_position_embeddings);
+    auto at_most = [&](const char* k, int64_t v, int64_t hi) {
+      if (v > hi) throw std::invalid_argument(source + ": '" + k + "' is " + std::to_string(v) + ", above " + std::to_string(hi) +
+                                              " (a width that size would not fit in memory)");
+    };
+    at_most("vocab_size", vocab_size, int64_t{1} << 22);
+    at_most("hidden_size", hidden_size, int64_t{1} << 16);
+    at_most("intermediate_size", intermediate_size, int64_t{1} << 18);
+    at_most("num_hidden_layers", num_hidden_layers, 1024);
+    at_most("max_position_embeddings", max_position_embeddings, int64_t{1} << 16);
     if (hidden_size % num_attention_heads != 0)
       throw std::invalid_argument(source + ": hidden_size (" + std::to_string(hidden_size) +
                                   ") must be divisible by num_attention_heads (" + std::to_string(num_attention_heads) + ")");

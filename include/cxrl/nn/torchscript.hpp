@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cxrl/io/safetensors.hpp>
+#include <cxrl/nn/model_concepts.hpp>
 
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -25,19 +26,6 @@
 #include <vector>
 
 namespace cxrl::nn {
-
-/// @brief Anything that maps a batch of images to per-class scores with `forward`.
-template <class M>
-concept ImageClassifier = requires(M& m, const torch::Tensor& x) {
-  { m.forward(x) } -> std::convertible_to<torch::Tensor>;
-};
-
-/// @brief Anything that embeds images and tokenized texts into one space.
-template <class M>
-concept ImageTextEmbedder = requires(M& m, const torch::Tensor& x, const torch::Tensor& ids, const torch::Tensor& mask) {
-  { m.encode_image(x) } -> std::convertible_to<torch::Tensor>;
-  { m.encode_text(ids, mask) } -> std::convertible_to<torch::Tensor>;
-};
 
 /// @brief A loaded `torch::jit::Module` with tensor-in/tensor-out calls and clear errors.
 class TorchScriptModel {

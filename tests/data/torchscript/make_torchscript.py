@@ -3,7 +3,8 @@
     python3 tests/data/torchscript/make_torchscript.py [OUT_DIR]   (default: this folder)
 
 Writes classifier.pt (torch.jit.trace of a tiny CNN classifier, 1x32x32 -> 3 logits),
-embedder.pt (torch.jit.trace_module with encode_image and encode_text) and expected.safetensors
+embedder.pt (torch.jit.trace_module with encode_image and encode_text), posture.pt (a tiny posture regressor,
+1x32x32 in [0, 1] -> psi [5]) and expected.safetensors
 (inputs and the outputs Python computed), written with a minimal safetensors writer (no extra package).
 """
 import json
@@ -46,6 +47,18 @@ class TinyEmbedder(nn.Module):
         return self.encode_image(x)
 
 
+class TinyPosture(nn.Module):
+    """psi = identity + a small linear function of the pooled image (a stand-in for a traced PostureNet)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        d = self.fc(nn.functional.adaptive_avg_pool2d(x, 4).flatten(1))
+        return torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0]) + 0.1 * torch.tanh(d)
+
+
 def save_safetensors(path, tensors):
     names = sorted(tensors)
     header, blobs, off = {}, [], 0
@@ -70,6 +83,7 @@ def main():
     torch.manual_seed(6001)
     clf = TinyClassifier().eval()
     emb = TinyEmbedder().eval()
+    post = TinyPosture().eval()
     g = torch.Generator().manual_seed(6002)
     x = torch.rand(2, 1, 32, 32, generator=g)
     ids = torch.randint(1, 50, (2, 7), generator=g)
@@ -78,7 +92,9 @@ def main():
         torch.jit.trace(clf, x).save(os.path.join(out, "classifier.pt"))
         torch.jit.trace_module(emb, {"forward": x, "encode_image": x, "encode_text": (ids, mask)}).save(
             os.path.join(out, "embedder.pt"))
+        torch.jit.trace(post, x).save(os.path.join(out, "posture.pt"))
         save_safetensors(os.path.join(out, "expected.safetensors"), {
+            "posture.psi": post(x),
             "images": x, "ids": ids, "mask": mask,
             "classifier.logits": clf(x),
             "embedder.image": emb.encode_image(x),
