@@ -9,6 +9,8 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <stdexcept>
@@ -130,6 +132,57 @@ class PerPromptStats {
   /// @brief The configuration.
   const PerPromptStatsConfig& config() const { return cfg_; }
 
+  /**
+   * @brief The buffers as tensors, for checkpoints (core/trainer_state.hpp): `prompt_bytes` (uint8, the prompts
+   *        concatenated in sorted order), `prompt_lengths` and `counts` (int64, one per prompt) and `values`
+   *        (float64, every buffer oldest first, one after the other).
+   */
+  std::map<std::string, torch::Tensor> state() const {
+    std::vector<uint8_t> bytes;
+    std::vector<int64_t> lengths, counts;
+    std::vector<double> values;
+    for (const auto& [k, buf] : buffers_) {
+      bytes.insert(bytes.end(), k.begin(), k.end());
+      lengths.push_back(static_cast<int64_t>(k.size()));
+      counts.push_back(static_cast<int64_t>(buf.size()));
+      values.insert(values.end(), buf.begin(), buf.end());
+    }
+    auto u8 = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+    if (!bytes.empty()) std::memcpy(u8.data_ptr<uint8_t>(), bytes.data(), bytes.size());
+    return {{"prompt_bytes", u8},
+            {"prompt_lengths", torch::tensor(lengths, torch::kLong)},
+            {"counts", torch::tensor(counts, torch::kLong)},
+            {"values", torch::tensor(values, torch::kDouble)}};
+  }
+
+  /**
+   * @brief Restores buffers saved with state().
+   * @param m the four tensors
+   * @param source file name for messages
+   * @throws std::invalid_argument naming @p source and the key when a tensor is missing or inconsistent
+   */
+  void load_state(const std::map<std::string, torch::Tensor>& m, const std::string& source) {
+    auto get = [&](const char* k) -> torch::Tensor {
+      auto it = m.find(k);
+      if (it == m.end()) throw std::invalid_argument(source + ": missing per-prompt statistics key '" + std::string(k) + "'");
+      return it->second.to(torch::kCPU).contiguous();
+    };
+    const auto bytes = get("prompt_bytes").to(torch::kUInt8), lengths = get("prompt_lengths").to(torch::kLong),
+               counts = get("counts").to(torch::kLong), values = get("values").to(torch::kDouble);
+    if (lengths.numel() != counts.numel() || lengths.sum().item<int64_t>() != bytes.numel() || counts.sum().item<int64_t>() != values.numel())
+      throw std::invalid_argument(source + ": per-prompt statistics are inconsistent (prompt_lengths, counts, prompt_bytes and values disagree)");
+    std::map<std::string, std::deque<double>> b;
+    const auto* pb = reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>());
+    const double* pv = values.data_ptr<double>();
+    for (int64_t i = 0; i < lengths.numel(); ++i) {
+      const auto len = lengths[i].item<int64_t>(), n = counts[i].item<int64_t>();
+      b[std::string(pb, static_cast<size_t>(len))] = std::deque<double>(pv, pv + n);
+      pb += len;
+      pv += n;
+    }
+    set_buffers(std::move(b));
+  }
+
  private:
   template <class It>
   static std::pair<double, double> mean_std(It b, It e) {
@@ -190,6 +243,31 @@ class Chain {
     requires(baseline_uses_anchor_v<First>)
   {
     return second_.advantages(first_.advantages(rewards, prompts, anchor_rewards), prompts);
+  }
+
+  /// @brief The stages' checkpoint state (core/trainer_state.hpp), keys prefixed `first.` and `second.`.
+  std::map<std::string, torch::Tensor> state() const
+    requires(requires(const First& f) { f.state(); } || requires(const Second& g) { g.state(); })
+  {
+    std::map<std::string, torch::Tensor> m;
+    if constexpr (requires { first_.state(); })
+      for (auto& [k, v] : first_.state()) m["first." + k] = v;
+    if constexpr (requires { second_.state(); })
+      for (auto& [k, v] : second_.state()) m["second." + k] = v;
+    return m;
+  }
+  /// @brief Restores state(). @param m the tensors @param source file name for messages
+  void load_state(const std::map<std::string, torch::Tensor>& m, const std::string& source)
+    requires(requires(const First& f) { f.state(); } || requires(const Second& g) { g.state(); })
+  {
+    auto part = [&](const std::string& prefix) {
+      std::map<std::string, torch::Tensor> p;
+      for (const auto& [k, v] : m)
+        if (k.rfind(prefix, 0) == 0) p[k.substr(prefix.size())] = v;
+      return p;
+    };
+    if constexpr (requires { first_.load_state(m, source); }) first_.load_state(part("first."), source);
+    if constexpr (requires { second_.load_state(m, source); }) second_.load_state(part("second."), source);
   }
 
   /// @brief The first stage.

@@ -116,23 +116,46 @@ class DdimSampler {
   /**
    * @brief Runs the anchor (policy with adapters disabled) from the trajectory's own x_T and stores its
    *        final latents and images in `traj.anchor_latents` / `traj.anchor_images`.
+   *
+   * With @p samples = K > 1 the anchor is run K times from each x_T, with independent step noise, in one batch
+   * of K·B; the results are stored as [B, K, …]. Their mean score estimates the anchor's expected reward for
+   * the report and x_T: a lower-variance comparative baseline than one sample (CXRL's RLCF with K = 1).
    * @tparam P a Policy.
    * @param policy the policy; its adapters are disabled for the call and restored after.
    * @param traj a trajectory returned by sample().
    * @param gen generator for the anchor's per-step noise (independent of the policy's; see the class notes).
+   * @param samples anchor samples per trajectory, K ≥ 1.
    */
   template <class P>
-  void sample_anchor(P& policy, Trajectory& traj, at::Generator& gen) {
+  void sample_anchor(P& policy, Trajectory& traj, at::Generator& gen, int64_t samples = 1) {
     static_assert(check_policy<P>());
     if (!traj.latents.defined()) throw std::invalid_argument("cxrl::core::DdimSampler::sample_anchor: empty trajectory");
+    if (samples < 1) throw std::invalid_argument("cxrl::core::DdimSampler::sample_anchor: samples must be >= 1");
     torch::NoGradGuard no_grad;
     AdaptersDisabled<P> anchor(policy);
+    const int64_t b = traj.batch_size();
     // Condition encoded by the anchor too: trained condition embeddings are adapters as well.
     auto cond = policy.encode(traj.prompts);
-    torch::Tensor uncond = guidance_enabled() ? encode_unconditional(policy, traj.batch_size()) : torch::Tensor{};
-    auto [latents, log_probs] = denoise(policy, traj.latents.select(1, 0), cond, uncond, gen);
-    traj.anchor_latents = latents.select(1, num_steps()).contiguous();
-    traj.anchor_images = policy.decode(traj.anchor_latents);
+    torch::Tensor uncond = guidance_enabled() ? encode_unconditional(policy, b * samples) : torch::Tensor{};
+    auto x_T = traj.latents.select(1, 0);
+    if (samples > 1) {
+      x_T = x_T.repeat_interleave(samples, 0);  // row i·K + k: the k-th anchor sample of trajectory i
+      cond = cond.repeat_interleave(samples, 0);
+    }
+    auto [latents, log_probs] = denoise(policy, x_T, cond, uncond, gen);
+    auto x0 = latents.select(1, num_steps()).contiguous();
+    auto images = policy.decode(x0);
+    if (samples > 1) {
+      auto split = [&](const torch::Tensor& t) {
+        std::vector<int64_t> shape{b, samples};
+        for (int64_t d = 1; d < t.dim(); ++d) shape.push_back(t.size(d));
+        return t.reshape(shape);
+      };
+      x0 = split(x0);
+      images = split(images);
+    }
+    traj.anchor_latents = x0;
+    traj.anchor_images = images;
   }
 
   /**

@@ -76,7 +76,7 @@ struct RewardComponent {
   torch::Tensor raw;          ///< [B] score(x) (Absolute) or score(x) − score(x̂) (Comparative)
   torch::Tensor weighted;     ///< [B] λ · raw
   torch::Tensor score;        ///< [B] score(x) of the policy's samples
-  torch::Tensor anchor_score; ///< [B] score(x̂) of the anchor's samples, undefined without them
+  torch::Tensor anchor_score; ///< [B] score(x̂) of the anchor's samples (mean of K), undefined without them
 };
 
 /// @brief Scores of a batch: the training reward and every component.
@@ -114,7 +114,7 @@ class RewardSum {
   static constexpr size_t size = sizeof...(Terms);
   /// @brief The reward names, in term order.
   static constexpr std::array<std::string_view, size> names{std::string_view(Terms::reward_type::name)...};
-  /// @brief Whether scoring needs the anchor's samples (some term is Comparative).
+  /// @brief Whether scoring can need the anchor's samples (some term is Comparative).
   static constexpr bool needs_anchor = (Terms::comparative || ...);
 
  private:
@@ -130,11 +130,21 @@ class RewardSum {
   /// @brief Composes the terms. @param terms the weighted rewards.
   explicit RewardSum(Terms... terms) : terms_(std::move(terms)...) {}
 
+  /// @brief Whether scoring needs the anchor's samples now: some Comparative term has a non-zero weight. A run
+  ///        whose comparative terms are all switched off (λ = 0) samples no anchor.
+  bool needs_anchor_now() const {
+    return std::apply([](const auto&... t) { return ((std::decay_t<decltype(t)>::comparative && t.weight != 0.0) || ...); }, terms_);
+  }
+
   /**
    * @brief Scores a batch.
+   *
+   * Terms with λ = 0 are scored for logging but contribute nothing; a Comparative term with λ = 0 and no
+   * anchor images has raw = 0.
    * @param images policy samples [B, C, H, W] in [0, 1].
    * @param prompts B prompts.
-   * @param anchor_images anchor samples from the same initial noise [B, C, H, W]; required when needs_anchor.
+   * @param anchor_images anchor samples from the same initial noise, [B, C, H, W] or K of them per prompt
+   *        [B, K, C, H, W] (their scores are averaged); required when needs_anchor_now().
    * @throws std::invalid_argument when a comparative term has no anchor images, or a reward returns a
    *         tensor that is not [B].
    */
@@ -145,10 +155,11 @@ class RewardSum {
     if (static_cast<size_t>(b) != prompts.size())
       throw std::invalid_argument("cxrl::core::RewardSum::score: " + std::to_string(b) + " images but " +
                                   std::to_string(prompts.size()) + " prompts");
-    if (needs_anchor && !anchor_images.defined())
+    if (needs_anchor_now() && !anchor_images.defined())
       throw std::invalid_argument("cxrl::core::RewardSum::score: a Comparative term needs the anchor's images");
-    if (anchor_images.defined() && anchor_images.size(0) != b)
-      throw std::invalid_argument("cxrl::core::RewardSum::score: anchor_images must have the batch size of images");
+    if (anchor_images.defined() && (anchor_images.size(0) != b || (anchor_images.dim() != images.dim() && anchor_images.dim() != images.dim() + 1)))
+      throw std::invalid_argument("cxrl::core::RewardSum::score: anchor_images must be [B, ...] or [B, K, ...] with B = " +
+                                  std::to_string(b) + ", got " + c10::str(anchor_images.sizes()));
 
     RewardBreakdown out;
     out.components.reserve(size);
@@ -203,6 +214,19 @@ class RewardSum {
     return s.detach().to(images.device(), torch::kFloat);
   }
 
+  /// Mean score over the K anchor samples of each prompt ([B, K, ...]), or the score of [B, ...].
+  template <class Term>
+  static torch::Tensor anchor_mean_score(Term& term, const torch::Tensor& anchor_images, const torch::Tensor& images,
+                                         const std::vector<std::string>& prompts) {
+    if (anchor_images.dim() == images.dim()) return checked_score(term, anchor_images, prompts);
+    torch::Tensor sum;
+    for (int64_t k = 0; k < anchor_images.size(1); ++k) {
+      auto s = checked_score(term, anchor_images.select(1, k), prompts);
+      sum = sum.defined() ? sum + s : s;
+    }
+    return sum / static_cast<double>(anchor_images.size(1));
+  }
+
   template <class Term>
   static void score_term(Term& term, const torch::Tensor& images, const std::vector<std::string>& prompts,
                          const torch::Tensor& anchor_images, RewardBreakdown& out) {
@@ -211,8 +235,9 @@ class RewardSum {
     c.comparative = Term::comparative;
     c.weight = term.weight;
     c.score = checked_score(term, images, prompts);
-    if (anchor_images.defined()) c.anchor_score = checked_score(term, anchor_images, prompts);
-    c.raw = Term::comparative ? c.score - c.anchor_score : c.score;
+    if (anchor_images.defined()) c.anchor_score = anchor_mean_score(term, anchor_images, images, prompts);
+    if (!Term::comparative) c.raw = c.score;
+    else c.raw = c.anchor_score.defined() ? c.score - c.anchor_score : torch::zeros_like(c.score);
     c.weighted = c.raw * term.weight;
     out.total += c.weighted;
     // Against itself a comparative term scores 0, so only absolute terms enter the anchor's own total.

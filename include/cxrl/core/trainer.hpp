@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cxrl/core/concepts.hpp"
+#include "cxrl/core/distributed.hpp"
 #include "cxrl/core/losses.hpp"
 #include "cxrl/core/reward_sum.hpp"
 #include "cxrl/core/trajectory.hpp"
@@ -50,6 +51,16 @@ struct TrainerConfig {
   double adv_clip_max = 5.0;                ///< train.adv_clip_max
   PolicyGradient estimator = PolicyGradient::importance_sampling;  ///< DDPO-IS (default) or DDPO-SF
   uint64_t seed = 42;                       ///< seeds every generator the trainer owns
+  /// Each process samples its batch in this many shards, each from its own generator streams (global stream
+  /// rank · sample_shards + shard). A run on N ranks with batch_size B/N therefore draws exactly what one process
+  /// with batch_size B and sample_shards N draws, which makes the two comparable (core/distributed.hpp).
+  int64_t sample_shards = 1;
+  /// Anchor samples per prompt when the anchor is sampled; comparative terms subtract the mean of their K
+  /// scores (1 = CXRL's RLCF). Needs a sampler with `sample_anchor(policy, traj, gen, K)`.
+  int64_t anchor_samples = 1;
+  /// Updates skipped for a non-finite reward, advantage, loss or gradient before the run stops with an error
+  /// (they never reach the weights).
+  int64_t max_skipped_updates = 3;
   // Sampling settings (num_steps, eta, guidance_scale) belong to the Sampler (DdimSamplerConfig).
 };
 
@@ -61,13 +72,20 @@ struct ComponentStats {
   double raw_mean = 0;        ///< mean raw score (comparative: the difference)
   double weighted_mean = 0;   ///< mean λ·raw
   double score_mean = 0;      ///< mean score of the policy's samples
+  double score_se = 0;        ///< its standard error (sample std / √n)
   double anchor_score_mean = std::nan("");  ///< mean score of the anchor's samples (NaN without anchor)
+  double anchor_score_se = std::nan("");    ///< its standard error
+  /// corr(score(x), score(x̂)) over the batch (NaN without anchor): the variance reduction a comparative term
+  /// buys, var(s − ŝ) = var(s) + var(ŝ) − 2ρ·sd(s)·sd(ŝ).
+  double anchor_corr = std::nan("");
+  double nonfinite = 0;       ///< samples whose raw score was NaN or infinite
 };
 
 /// @brief What one epoch did; passed to the callbacks.
 struct EpochStats {
   int64_t epoch = 0;                 ///< zero-based epoch index
   int64_t num_samples = 0;           ///< trajectories sampled
+  int64_t num_samples_scored = 0;    ///< trajectories scored (= num_samples)
   double reward_mean = 0;            ///< mean training reward (RewardBreakdown::total)
   double reward_std = 0;             ///< its std (ddof 0)
   double anchor_reward_mean = std::nan("");  ///< mean anchor total (NaN without anchor)
@@ -84,14 +102,24 @@ struct EpochStats {
   double advantage_seconds = 0;      ///< baseline time
   double training_seconds = 0;       ///< update time
   double images_per_second = 0;      ///< num_samples / (sum of all phases)
+  int64_t skipped_updates = 0;       ///< updates skipped this epoch for non-finite values
+  std::string skip_reason;           ///< why the last one was skipped ("" when none was)
 };
 
-/// @brief States of the generators the trainer owns (for bit-exact resume).
-struct TrainerRngState {
+/// @brief States of one sampling shard's generators.
+struct ShardRngState {
   torch::Tensor prompts;  ///< prompt generator state
   torch::Tensor sample;   ///< x_T and policy step-noise generator state
   torch::Tensor anchor;   ///< anchor step-noise generator state
-  torch::Tensor shuffle;  ///< batch / timestep permutation generator state
+};
+
+/// @brief States of the generators the trainer owns on this rank (for bit-exact resume).
+struct TrainerRngState {
+  torch::Tensor prompts;  ///< prompt generator state of this rank's first shard
+  torch::Tensor sample;   ///< x_T and policy step-noise generator state of this rank's first shard
+  torch::Tensor anchor;   ///< anchor step-noise generator state of this rank's first shard
+  torch::Tensor shuffle;  ///< batch / timestep permutation generator state (the same on every rank)
+  std::vector<ShardRngState> more_shards;  ///< this rank's other shards, in order
 };
 
 /// @brief Whether T is a RewardSum<...>.
@@ -141,7 +169,7 @@ class Trainer {
   static_assert(check_baseline<B>());
 
  public:
-  /// @brief Whether an epoch samples the anchor too.
+  /// @brief Whether an epoch can sample the anchor too (at run time only when a comparative term is on).
   static constexpr bool needs_anchor = RS::needs_anchor || baseline_uses_anchor_v<B>;
   static_assert(!needs_anchor || sampler_has_anchor_v<S, P>,
                 "cxrl::core::Trainer: a Comparative reward term or an anchor baseline needs the sampler's optional "
@@ -158,25 +186,30 @@ class Trainer {
    * @param baseline the baseline.
    * @param prompts prompt source.
    * @param cfg settings.
+   * @param dist the process group of a data-parallel run (core/distributed.hpp), or null for one process; it must
+   *        outlive the trainer.
    * @throws std::invalid_argument for inconsistent sizes or a policy without trainable parameters.
    */
-  Trainer(P& policy, S sampler, RS rewards, B baseline, PromptFn prompts, TrainerConfig cfg = {})
+  Trainer(P& policy, S sampler, RS rewards, B baseline, PromptFn prompts, TrainerConfig cfg = {}, Distributed* dist = nullptr)
       : policy_(policy),
         sampler_(std::move(sampler)),
         rewards_(std::move(rewards)),
         baseline_(std::move(baseline)),
         prompt_fn_(std::move(prompts)),
         cfg_(cfg),
+        dist_(dist),
         params_(policy.trainable_parameters()),
-        prompt_gen_(make_gen(cfg.seed, 0)),
-        sample_gen_(make_gen(cfg.seed, 1)),
-        anchor_gen_(make_gen(cfg.seed, 2)),
         shuffle_gen_(make_gen(cfg.seed, 3)),
         optimizer_(params_, torch::optim::AdamWOptions(cfg.learning_rate)
                                 .betas({cfg.adam_beta1, cfg.adam_beta2})
                                 .eps(cfg.adam_epsilon)
                                 .weight_decay(cfg.adam_weight_decay)) {
     validate();
+    for (int64_t k = 0; k < cfg_.sample_shards; ++k) {
+      const auto g = static_cast<uint64_t>(rank() * cfg_.sample_shards + k);  // global stream; 0 keeps the streams of old runs
+      shards_.push_back({make_gen(cfg.seed, g == 0 ? 0 : 4 * g), make_gen(cfg.seed, g == 0 ? 1 : 4 * g + 1),
+                         make_gen(cfg.seed, g == 0 ? 2 : 4 * g + 2)});
+    }
   }
 
   /**
@@ -203,50 +236,77 @@ class Trainer {
     (call_phase(callbacks, "sampling"), ...);
     auto t0 = clock::now();
     if constexpr (requires { policy_.train(false); }) policy_.train(false);
+    // Shard-major order (shard k's batches, then shard k + 1's): the order of the global batch across ranks.
     std::vector<Trajectory> parts;
-    for (int64_t i = 0; i < cfg_.num_batches; ++i) {
-      auto prompts = prompt_fn_(cfg_.batch_size, prompt_gen_);
-      if (static_cast<int64_t>(prompts.size()) != cfg_.batch_size)
-        throw std::invalid_argument("cxrl::core::Trainer: the prompt function returned " + std::to_string(prompts.size()) +
-                                    " prompts, expected batch_size = " + std::to_string(cfg_.batch_size));
-      Trajectory traj = sampler_.sample(policy_, prompts, sample_gen_);
-      if constexpr (needs_anchor) sampler_.sample_anchor(policy_, traj, anchor_gen_);
-      parts.push_back(std::move(traj));
-    }
+    const int64_t per_shard = cfg_.batch_size / cfg_.sample_shards;
+    for (auto& sh : shards_)
+      for (int64_t i = 0; i < cfg_.num_batches; ++i) {
+        auto prompts = prompt_fn_(per_shard, sh.prompts);
+        if (static_cast<int64_t>(prompts.size()) != per_shard)
+          throw std::invalid_argument("cxrl::core::Trainer: the prompt function returned " + std::to_string(prompts.size()) +
+                                      " prompts, expected " + std::to_string(per_shard));
+        Trajectory traj = sampler_.sample(policy_, prompts, sh.sample);
+        if constexpr (needs_anchor) {
+          if (baseline_uses_anchor_v<B> || rewards_.needs_anchor_now()) {
+            if (cfg_.anchor_samples == 1) sampler_.sample_anchor(policy_, traj, sh.anchor);
+            else if constexpr (requires { sampler_.sample_anchor(policy_, traj, sh.anchor, cfg_.anchor_samples); })
+              sampler_.sample_anchor(policy_, traj, sh.anchor, cfg_.anchor_samples);
+          }
+        }
+        parts.push_back(std::move(traj));
+      }
     Trajectory all = Trajectory::cat(parts);
     parts.clear();
     auto t1 = clock::now();
 
-    // Rewards.
+    // Rewards: each rank scores its own samples; baselines and statistics see the global batch.
     (call_phase(callbacks, "rewards"), ...);
-    RewardBreakdown rb = rewards_.score(all.images, all.prompts, all.anchor_images);
+    RewardBreakdown rb = gather(rewards_.score(all.images, all.prompts, all.anchor_images));
+    const auto global_prompts = dist_ ? dist_->all_gather_strings(all.prompts) : all.prompts;
+    st.num_samples_scored = rb.total.size(0);
     auto t2 = clock::now();
 
-    // Advantages.
+    // Advantages. A non-finite reward skips the update: it would turn every advantage of the batch into NaN.
+    fill_reward_stats(rb, st);
     torch::Tensor adv;
-    if constexpr (baseline_uses_anchor_v<B>)
-      adv = baseline_.advantages(rb.total, all.prompts, rb.anchor_total);
-    else
-      adv = baseline_.advantages(rb.total, all.prompts);
-    adv = adv.detach().to(all.latents.device(), torch::kFloat);
-    if (adv.dim() != 1 || adv.size(0) != all.batch_size())
-      throw std::invalid_argument("cxrl::core::Trainer: the baseline must return advantages [B]");
+    const std::string bad_reward = nonfinite_terms(st);
+    if (bad_reward.empty()) {
+      if constexpr (baseline_uses_anchor_v<B>)
+        adv = baseline_.advantages(rb.total, global_prompts, rb.anchor_total);
+      else
+        adv = baseline_.advantages(rb.total, global_prompts);
+      adv = adv.detach().to(all.latents.device(), torch::kFloat);
+      if (adv.dim() != 1 || adv.size(0) != rb.total.size(0))
+        throw std::invalid_argument("cxrl::core::Trainer: the baseline must return advantages [B]");
+    }
     auto t3 = clock::now();
 
     // Training.
     (call_phase(callbacks, "training"), ...);
-    train_on(all, adv, st);
+    if (!bad_reward.empty()) skip(st, bad_reward);
+    else if (!torch::isfinite(adv).all().template item<bool>()) skip(st, "the baseline returned non-finite advantages");
+    else train_on(all, adv, st);
     auto t4 = clock::now();
 
-    fill_reward_stats(rb, adv, st);
-    st.num_samples = all.batch_size();
+    if (adv.defined()) {
+      auto a = adv.to(torch::kDouble);
+      st.advantage_mean = a.mean().template item<double>();
+      st.advantage_std = a.std(/*unbiased=*/false).template item<double>();
+    }
+    st.num_samples = rb.total.size(0);
     st.sampling_seconds = secs(t0, t1);
     st.reward_seconds = secs(t1, t2);
     st.advantage_seconds = secs(t2, t3);
     st.training_seconds = secs(t3, t4);
     st.images_per_second = static_cast<double>(st.num_samples) / std::max(secs(t0, t4), 1e-12);
     ++epoch_;
-    if ((call_end(callbacks, st) | ... | false)) stop_ = true;
+    bool stop = (call_end(callbacks, st) | ... | false);
+    if (dist_ && dist_->world_size() > 1) {  // every rank stops after the same epoch when any asks to
+      std::vector<torch::Tensor> flag{torch::tensor({stop ? 1.0f : 0.0f})};
+      dist_->all_reduce_sum(flag);
+      stop = flag[0].item<float>() > 0;
+    }
+    if (stop) stop_ = true;
     return st;
   }
 
@@ -288,17 +348,40 @@ class Trainer {
   /// @brief The AdamW optimizer (its state can be saved and restored for resume).
   torch::optim::AdamW& optimizer() { return optimizer_; }
 
-  /// @brief Copies of the generator states.
+  /// @brief Updates skipped for non-finite values since the start (checkpointed with trainer_state()).
+  int64_t skipped_updates() const { return skipped_total_; }
+  /// @brief Sets the count of skipped updates (resume). @param n the count
+  void set_skipped_updates(int64_t n) { skipped_total_ = n; }
+
+  /// @brief Copies of this rank's generator states.
   TrainerRngState rng_state() const {
-    return {prompt_gen_.get_state(), sample_gen_.get_state(), anchor_gen_.get_state(), shuffle_gen_.get_state()};
+    TrainerRngState r{shards_[0].prompts.get_state(), shards_[0].sample.get_state(), shards_[0].anchor.get_state(),
+                      shuffle_gen_.get_state(), {}};
+    for (std::size_t k = 1; k < shards_.size(); ++k)
+      r.more_shards.push_back({shards_[k].prompts.get_state(), shards_[k].sample.get_state(), shards_[k].anchor.get_state()});
+    return r;
   }
   /// @brief Restores generator states saved by rng_state(). @param s the states.
   void set_rng_state(const TrainerRngState& s) {
-    prompt_gen_.set_state(s.prompts);
-    sample_gen_.set_state(s.sample);
-    anchor_gen_.set_state(s.anchor);
+    if (s.more_shards.size() + 1 != shards_.size())
+      throw std::invalid_argument("cxrl::core::Trainer::set_rng_state: the state has " + std::to_string(s.more_shards.size() + 1) +
+                                  " sampling shards, the trainer " + std::to_string(shards_.size()));
+    shards_[0].prompts.set_state(s.prompts);
+    shards_[0].sample.set_state(s.sample);
+    shards_[0].anchor.set_state(s.anchor);
+    for (std::size_t k = 1; k < shards_.size(); ++k) {
+      shards_[k].prompts.set_state(s.more_shards[k - 1].prompts);
+      shards_[k].sample.set_state(s.more_shards[k - 1].sample);
+      shards_[k].anchor.set_state(s.more_shards[k - 1].anchor);
+    }
     shuffle_gen_.set_state(s.shuffle);
   }
+  /// @brief This process's rank (0 without a process group).
+  int rank() const { return dist_ ? dist_->rank() : 0; }
+  /// @brief Processes in the run (1 without a process group).
+  int world_size() const { return dist_ ? dist_->world_size() : 1; }
+  /// @brief The process group, or nullptr for one process.
+  Distributed* distributed() const { return dist_; }
 
  private:
   static at::Generator make_gen(uint64_t seed, uint64_t stream) {
@@ -318,6 +401,12 @@ class Trainer {
     if (!(cfg_.learning_rate >= 0.0)) bad("learning_rate must be >= 0");
     if (!(cfg_.clip_range >= 0.0)) bad("clip_range must be >= 0");
     if (!(cfg_.adv_clip_max > 0.0)) bad("adv_clip_max must be > 0");
+    if (cfg_.anchor_samples < 1) bad("anchor_samples must be >= 1");
+    if (cfg_.sample_shards < 1 || cfg_.batch_size % cfg_.sample_shards != 0)
+      bad("sample_shards must be >= 1 and divide batch_size (" + std::to_string(cfg_.batch_size) + ")");
+    if (cfg_.max_skipped_updates < 0) bad("max_skipped_updates must be >= 0");
+    if constexpr (!requires(S& s, P& p, Trajectory& t, at::Generator& g) { s.sample_anchor(p, t, g, int64_t{2}); })
+      if (cfg_.anchor_samples > 1) bad("anchor_samples > 1 needs a sampler with sample_anchor(policy, traj, gen, K)");
     const int64_t n = cfg_.num_batches * cfg_.batch_size;
     const int64_t tb = train_batch_size();
     if (n % tb != 0)
@@ -335,74 +424,170 @@ class Trainer {
 
   int64_t train_batch_size() const { return cfg_.train_batch_size > 0 ? cfg_.train_batch_size : cfg_.batch_size; }
 
+  /// Trains on this rank's trajectories @p all against the global advantages @p adv. Every rank draws the same
+  /// permutation of the global batch and the same timestep permutations, and backpropagates the rows of each global
+  /// minibatch it holds, weighted by their share of the minibatch; summing the gradients over ranks then gives
+  /// exactly the single-process gradient of that minibatch (up to the order of floating-point sums).
   void train_on(const Trajectory& all, const torch::Tensor& adv, EpochStats& st) {
-    const int64_t n = all.batch_size();
+    const int64_t n_local = all.batch_size();
+    const int64_t n = adv.size(0);
+    const int64_t lo = static_cast<int64_t>(rank()) * n_local;
     const int64_t T = all.num_steps();
     const int64_t t_train = std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(T) * cfg_.timestep_fraction)));
-    const int64_t tb = train_batch_size();
+    const int64_t tb = train_batch_size() * world_size();  // a global minibatch
     const int64_t window = t_train * cfg_.gradient_accumulation_steps;
     if constexpr (requires { policy_.train(true); }) policy_.train(true);
-    double loss_sum = 0, kl_sum = 0, clip_sum = 0, gnorm_sum = 0;
-    int64_t terms = 0;
+    double loss_sum = 0, kl_sum = 0, clip_sum = 0, gnorm_sum = 0, rows = 0;
+    bool window_finite = true;
     optimizer_.zero_grad();
     for (int64_t inner = 0; inner < cfg_.num_inner_epochs; ++inner) {
       auto perm = torch::randperm(n, shuffle_gen_, torch::kLong);
-      Trajectory shuffled = all.select(perm);
-      auto adv_s = adv.index_select(0, perm.to(adv.device()));
       std::vector<torch::Tensor> tperms;
       tperms.reserve(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) tperms.push_back(torch::randperm(T, shuffle_gen_, torch::kLong));
-      auto time_perm = torch::stack(tperms);  // [N, T]
+      auto time_perm = torch::stack(tperms);  // [N, T], rows in the shuffled order below
+      const auto* pp = perm.data_ptr<int64_t>();
       for (int64_t mb = 0; mb < n / tb; ++mb) {
-        auto rows = torch::arange(mb * tb, (mb + 1) * tb, torch::kLong);
-        Trajectory sub = shuffled.select(rows);
-        auto sub_adv = adv_s.index_select(0, rows.to(adv_s.device()));
-        auto sub_perm = time_perm.index_select(0, rows);
-        for (int64_t j = 0; j < t_train; ++j) {
-          auto steps = sub_perm.select(1, j).contiguous();
-          auto logp = sampler_.log_prob(policy_, sub, steps);
-          auto old = sub.log_probs.gather(1, steps.to(sub.log_probs.device()).unsqueeze(1)).squeeze(1);
-          auto pl = policy_gradient_loss(cfg_.estimator, logp, old.to(logp.dtype()), sub_adv.to(logp.device()),
-                                         cfg_.clip_range, cfg_.adv_clip_max);
-          (pl.loss / static_cast<double>(window)).backward();
-          loss_sum += pl.loss.template item<double>();
-          kl_sum += pl.approx_kl.template item<double>();
-          clip_sum += pl.clipfrac.template item<double>();
-          ++terms;
+        std::vector<int64_t> mine, pos;  // local rows of this minibatch, and their positions in the shuffled order
+        for (int64_t i = mb * tb; i < (mb + 1) * tb; ++i)
+          if (pp[i] >= lo && pp[i] < lo + n_local) {
+            mine.push_back(pp[i] - lo);
+            pos.push_back(i);
+          }
+        if (!mine.empty()) {
+          const auto rows_t = torch::tensor(mine, torch::kLong), pos_t = torch::tensor(pos, torch::kLong);
+          Trajectory sub = all.select(rows_t);
+          auto sub_adv = adv.index_select(0, (rows_t + lo).to(adv.device()));
+          auto sub_perm = time_perm.index_select(0, pos_t);
+          const double share = static_cast<double>(mine.size()) / static_cast<double>(tb);
+          for (int64_t j = 0; j < t_train; ++j) {
+            auto steps = sub_perm.select(1, j).contiguous();
+            auto logp = sampler_.log_prob(policy_, sub, steps);
+            auto old = sub.log_probs.gather(1, steps.to(sub.log_probs.device()).unsqueeze(1)).squeeze(1);
+            auto pl = policy_gradient_loss(cfg_.estimator, logp, old.to(logp.dtype()), sub_adv.to(logp.device()), cfg_.clip_range,
+                                           cfg_.adv_clip_max);
+            const double l = pl.loss.template item<double>();
+            if (!std::isfinite(l)) {
+              window_finite = false;
+              continue;
+            }
+            (pl.loss * (share / static_cast<double>(window))).backward();
+            const auto c = static_cast<double>(mine.size());
+            loss_sum += l * c;
+            kl_sum += pl.approx_kl.template item<double>() * c;
+            clip_sum += pl.clipfrac.template item<double>() * c;
+            rows += c;
+          }
         }
         if ((mb + 1) % cfg_.gradient_accumulation_steps == 0) {
-          gnorm_sum += torch::nn::utils::clip_grad_norm_(params_, cfg_.max_grad_norm);
-          optimizer_.step();
+          if (world_size() > 1) reduce_gradients(window_finite);
+          const double gn = window_finite ? torch::nn::utils::clip_grad_norm_(params_, cfg_.max_grad_norm) : std::nan("");
+          if (std::isfinite(gn)) {
+            gnorm_sum += gn;
+            optimizer_.step();
+            ++st.optimizer_steps;
+          } else {
+            skip(st, window_finite ? "the gradient norm is not finite" : "the policy-gradient loss is not finite");
+          }
           optimizer_.zero_grad();
-          ++st.optimizer_steps;
+          window_finite = true;
         }
       }
     }
     if constexpr (requires { policy_.train(false); }) policy_.train(false);
-    st.loss = loss_sum / static_cast<double>(std::max<int64_t>(terms, 1));
-    st.approx_kl = kl_sum / static_cast<double>(std::max<int64_t>(terms, 1));
-    st.clipfrac = clip_sum / static_cast<double>(std::max<int64_t>(terms, 1));
+    if (world_size() > 1) {
+      std::vector<torch::Tensor> sums{torch::tensor({loss_sum, kl_sum, clip_sum, rows}, torch::kDouble)};
+      dist_->all_reduce_sum(sums);
+      loss_sum = sums[0][0].template item<double>(), kl_sum = sums[0][1].template item<double>();
+      clip_sum = sums[0][2].template item<double>(), rows = sums[0][3].template item<double>();
+    }
+    st.loss = loss_sum / std::max(rows, 1.0);
+    st.approx_kl = kl_sum / std::max(rows, 1.0);
+    st.clipfrac = clip_sum / std::max(rows, 1.0);
     st.grad_norm = gnorm_sum / static_cast<double>(std::max<int64_t>(st.optimizer_steps, 1));
   }
 
-  static void fill_reward_stats(const RewardBreakdown& rb, const torch::Tensor& adv, EpochStats& st) {
+  /// Sums the gradients over ranks (and whether every rank's losses were finite).
+  void reduce_gradients(bool& window_finite) {
+    std::vector<torch::Tensor> g;
+    for (auto& p : params_) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      g.push_back(p.grad());
+    }
+    g.push_back(torch::tensor({window_finite ? 0.0f : 1.0f}, params_.front().options().dtype(torch::kFloat)));
+    dist_->all_reduce_sum(g);
+    window_finite = g.back().template item<float>() == 0.0f;
+  }
+
+  /// The breakdown of the whole batch: every rank's rows in rank order (a no-op for one process).
+  RewardBreakdown gather(RewardBreakdown rb) {
+    if (world_size() == 1) return rb;
+    auto cat = [&](const torch::Tensor& t) { return t.defined() ? dist_->all_gather_cat(t) : torch::Tensor(); };
+    rb.total = cat(rb.total);
+    rb.anchor_total = cat(rb.anchor_total);
+    for (auto& c : rb.components) {
+      c.raw = cat(c.raw);
+      c.weighted = cat(c.weighted);
+      c.score = cat(c.score);
+      c.anchor_score = cat(c.anchor_score);
+    }
+    return rb;
+  }
+
+  static void fill_reward_stats(const RewardBreakdown& rb, EpochStats& st) {
     auto d = [](const torch::Tensor& t) { return t.to(torch::kDouble); };
-    st.reward_mean = d(rb.total).mean().template item<double>();
+    auto finite_mean = [&](const torch::Tensor& t) {
+      auto x = d(t);
+      auto ok = torch::isfinite(x);
+      return ok.any().template item<bool>() ? x.masked_select(ok).mean().template item<double>() : std::nan("");
+    };
+    auto finite_se = [&](const torch::Tensor& t) {
+      auto x = d(t).masked_select(torch::isfinite(d(t)));
+      return x.numel() > 1 ? x.std(/*unbiased=*/true).template item<double>() / std::sqrt(static_cast<double>(x.numel())) : std::nan("");
+    };
+    st.reward_mean = finite_mean(rb.total);
     st.reward_std = d(rb.total).std(/*unbiased=*/false).template item<double>();
-    if (rb.anchor_total.defined()) st.anchor_reward_mean = d(rb.anchor_total).mean().template item<double>();
-    st.advantage_mean = d(adv).mean().template item<double>();
-    st.advantage_std = d(adv).std(/*unbiased=*/false).template item<double>();
+    if (rb.anchor_total.defined()) st.anchor_reward_mean = finite_mean(rb.anchor_total);
     for (const auto& c : rb.components) {
       ComponentStats cs;
       cs.name = std::string(c.name);
       cs.comparative = c.comparative;
       cs.weight = c.weight;
-      cs.raw_mean = d(c.raw).mean().template item<double>();
-      cs.weighted_mean = d(c.weighted).mean().template item<double>();
-      cs.score_mean = d(c.score).mean().template item<double>();
-      if (c.anchor_score.defined()) cs.anchor_score_mean = d(c.anchor_score).mean().template item<double>();
+      cs.raw_mean = finite_mean(c.raw);
+      cs.weighted_mean = finite_mean(c.weighted);
+      cs.score_mean = finite_mean(c.score);
+      cs.score_se = finite_se(c.score);
+      cs.nonfinite = static_cast<double>((~torch::isfinite(c.raw)).sum().template item<int64_t>());
+      if (c.anchor_score.defined()) {
+        cs.anchor_score_mean = finite_mean(c.anchor_score);
+        cs.anchor_score_se = finite_se(c.anchor_score);
+        auto x = d(c.score), y = d(c.anchor_score);
+        const double sx = x.std(false).template item<double>(), sy = y.std(false).template item<double>();
+        if (sx > 0 && sy > 0) cs.anchor_corr = ((x - x.mean()) * (y - y.mean())).mean().template item<double>() / (sx * sy);
+      }
       st.components.push_back(std::move(cs));
     }
+  }
+
+  /// "reward term 'diag' gave 3 non-finite scores of 32" for each such term, or "" when all are finite.
+  static std::string nonfinite_terms(const EpochStats& st) {
+    std::string s;
+    for (const auto& c : st.components)
+      if (c.nonfinite > 0)
+        s += (s.empty() ? "" : "; ") + ("reward term '" + c.name + "' gave " + std::to_string(static_cast<int64_t>(c.nonfinite)) +
+                                       " non-finite scores of " + std::to_string(st.num_samples_scored));
+    return s;
+  }
+
+  /// Records a skipped update; throws once more than max_skipped_updates were skipped.
+  void skip(EpochStats& st, const std::string& why) {
+    ++st.skipped_updates;
+    ++skipped_total_;
+    st.skip_reason = why;
+    if (skipped_total_ > cfg_.max_skipped_updates)
+      throw std::runtime_error("cxrl::core::Trainer: " + std::to_string(skipped_total_) + " updates skipped for non-finite values (" + why +
+                               " in epoch " + std::to_string(epoch_) + "); stopping (TrainerConfig::max_skipped_updates = " +
+                               std::to_string(cfg_.max_skipped_updates) + "); the weights are those of the last finite update");
   }
 
   template <class C>
@@ -430,16 +615,23 @@ class Trainer {
       return false;
   }
 
+  struct ShardGenerators {
+    at::Generator prompts, sample, anchor;
+  };
+
   P& policy_;
   S sampler_;
   RS rewards_;
   B baseline_;
   PromptFn prompt_fn_;
   TrainerConfig cfg_;
+  Distributed* dist_;
   std::vector<torch::Tensor> params_;
-  at::Generator prompt_gen_, sample_gen_, anchor_gen_, shuffle_gen_;
+  std::vector<ShardGenerators> shards_;
+  at::Generator shuffle_gen_;
   torch::optim::AdamW optimizer_;
   int64_t epoch_ = 0;
+  int64_t skipped_total_ = 0;
   bool stop_ = false;
 };
 

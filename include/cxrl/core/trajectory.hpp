@@ -30,8 +30,8 @@ struct Trajectory {
   torch::Tensor timesteps;           ///< [B, T] int64 scheduler timesteps, descending.
   torch::Tensor log_probs;           ///< [B, T] log p(x_{t-1} | x_t) of the sampled transitions (no grad).
   torch::Tensor images;              ///< [B, C', H', W'] decoded x_0 in [0, 1].
-  torch::Tensor anchor_latents;      ///< [B, C, H, W] anchor's x̂_0 from the same x_T, or undefined.
-  torch::Tensor anchor_images;       ///< [B, C', H', W'] decoded anchor samples, or undefined.
+  torch::Tensor anchor_latents;      ///< [B, C, H, W] anchor's x̂_0 from the same x_T ([B, K, …] for K samples), or undefined.
+  torch::Tensor anchor_images;       ///< [B, C', H', W'] decoded anchor samples ([B, K, …] for K samples), or undefined.
 
   /// @brief Number of trajectories B.
   int64_t batch_size() const { return latents.defined() ? latents.size(0) : 0; }
