@@ -63,7 +63,8 @@ struct PhantomConfig {
   double p_negative_common = 0.65;  ///< probability that a common absent finding is negated in the report
   double p_negative_rare = 0.15;    ///< same for rare findings
   double severity_min = 0.25;       ///< smallest severity of a positive finding
-  PostureRanges posture{};          ///< ψ ranges (AP views rotate 1.5× more)
+  PostureRanges posture_pa{};       ///< ψ ranges of PA views (near canonical)
+  PostureRanges posture_ap = posture_ranges_ap();  ///< ψ ranges of AP views (portable films drift)
   bool vary_exposure = true;        ///< draw brightness/contrast/gamma/noise
   float noise_min = 0.004f;         ///< smallest noise std. dev.
   float noise_max = 0.025f;         ///< largest noise std. dev.
@@ -160,14 +161,13 @@ inline PhantomSpec sample_phantom_spec(const PhantomConfig& cfg, std::uint64_t s
   }
   s.findings[obs::no_finding].label = any ? Label::blank : Label::positive;
   place_findings(s.findings, rng);
-  // Posture ψ: AP (portable) films are rotated more often and further.
-  const auto& pr = cfg.posture;
-  const double rot_scale = s.view == View::AP ? 1.5 : 1.0;
-  if (!rng.bernoulli(s.view == View::AP ? pr.p_identity * 0.5 : pr.p_identity)) {
+  // Posture ψ: portable AP films drift much further from the canonical pose than PA films.
+  const auto& pr = s.view == View::AP ? cfg.posture_ap : cfg.posture_pa;
+  if (!rng.bernoulli(pr.p_identity)) {
     const double sc = rng.uniform(pr.scale_min, pr.scale_max);
     const double an = rng.uniform(-pr.anisotropy, pr.anisotropy);
     s.posture = Posture{sc * (1 + an / 2), sc * (1 - an / 2), rng.uniform(-pr.translate, pr.translate),
-                        rng.uniform(-pr.translate, pr.translate), rng.uniform(-pr.rotate, pr.rotate) * rot_scale};
+                        rng.uniform(-pr.translate, pr.translate), rng.uniform(-pr.rotate, pr.rotate)};
   }
   if (cfg.vary_exposure) {
     s.exposure.brightness = static_cast<float>(rng.uniform(-0.06, 0.06));

@@ -102,13 +102,30 @@ inline torch::Tensor apply_posture(const torch::Tensor& canonical, const Posture
 }
 
 /// @brief Ranges of a random posture; ψ is drawn uniformly inside them.
+///
+/// The defaults are the PA (posteroanterior, standing) ranges: a departmental PA film is taken with the patient
+/// positioned against the detector, so it is close to canonical. posture_ranges_ap() gives the wider ranges of
+/// portable AP films (supine or semi-upright, rotated, off-centre). Reports rarely state the view, so a
+/// generator trained on both learns AP-like drift for PA reports: RoentGen's posture fault (CXRL §2.3.1).
 struct PostureRanges {
-  double p_identity = 0.25;   ///< probability of the perfect pose ψ = identity
-  double scale_min = 0.85;    ///< smallest s_x, s_y
-  double scale_max = 1.15;    ///< largest s_x, s_y
-  double anisotropy = 0.05;   ///< max |s_x/s_y − 1|
-  double translate = 0.12;    ///< max |t_x|, |t_y|
-  double rotate = 0.175;      ///< max |θ| (radians, ≈10°)
+  double p_identity = 0.4;    ///< probability of the perfect pose ψ = identity
+  double scale_min = 0.95;    ///< smallest s_x, s_y
+  double scale_max = 1.05;    ///< largest s_x, s_y
+  double anisotropy = 0.02;   ///< max |s_x/s_y − 1|
+  double translate = 0.04;    ///< max |t_x|, |t_y|
+  double rotate = 0.05;       ///< max |θ| (radians, ≈3°)
 };
+
+/// @brief Posture ranges of portable AP films: rarely canonical, ±20 % scale, ±0.15 shift, ±12°.
+inline PostureRanges posture_ranges_ap() {
+  PostureRanges r;
+  r.p_identity = 0.1;
+  r.scale_min = 0.8;
+  r.scale_max = 1.2;
+  r.anisotropy = 0.06;
+  r.translate = 0.15;
+  r.rotate = 0.21;
+  return r;
+}
 
 }  // namespace cxrl::cxr
