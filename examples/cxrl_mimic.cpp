@@ -14,12 +14,15 @@
 #define CXRL_MIMIC_HAS_LABEL 1
 #endif
 
+#include <cxrl/io/malloc_tuning.hpp>
+
 #include <CLI/CLI.hpp>
 
 #include <exception>
 #include <iostream>
 
 int main(int argc, char** argv) {
+  cxrl::io::retain_freed_memory();
   CLI::App app{"cxrl_mimic — CXRL (report → chest X-ray): phantom world, MIMIC-CXR-JPG data, labels, training"};
   app.require_subcommand(1);
   cxrl_mimic::add_phantoms_command(app);

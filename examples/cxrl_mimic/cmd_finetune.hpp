@@ -10,6 +10,7 @@
 //   events.out.tfevents.*            TensorBoard scalars and anchor-vs-policy image grids
 //   metrics.jsonl                    one JSON object per epoch (the same scalars, for scripts)
 //   grids/epoch_<k>.png              fixed held-out reports: anchor (top) vs policy (bottom) after k epochs
+//   curves.png                       reward curves: policy and anchor score per term per epoch (± SE), KL, clipping
 //   adapters.safetensors             final LoRA + ACE (policy::LoraAcePolicy::load_adapters)
 //   metrics.json                     summary of the run
 #pragma once
@@ -21,9 +22,13 @@
 #include "world.hpp"
 
 #include <cxrl/core/baselines.hpp>
+#include <cxrl/core/distributed.hpp>
+#include <cxrl/core/launch.hpp>
+#include <cxrl/core/epoch_log.hpp>
 #include <cxrl/core/reward_sum.hpp>
 #include <cxrl/core/trainer.hpp>
 #include <cxrl/core/trainer_state.hpp>
+#include <cxrl/cxr/reward_set.hpp>
 #include <cxrl/io/checkpoints.hpp>
 #include <cxrl/io/event_log.hpp>
 #include <cxrl/io/image.hpp>
@@ -34,8 +39,16 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cmath>
+#include <cstdlib>
+#include <optional>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -68,6 +81,9 @@ struct FinetuneOptions {
   double clip_range = 1e-4;
   double adv_clip_max = 5.0;
   double max_grad_norm = 1.0;
+  int64_t anchor_samples = 1;  // anchor samples per prompt for the comparative terms (CXRL: 1)
+  int64_t nproc = 1;           // local ranks to start (data parallelism; batch sizes are per rank, as in ddpo-pytorch)
+  int64_t dist_timeout = 300;  // seconds a rank waits for the others before failing
   int64_t n_prompts = 5000;  // training-split reports to draw prompts from
   int64_t grid_prompts = 4;  // held-out reports in the per-epoch anchor-vs-policy grid (0 = none)
   int keep_checkpoints = 3;
@@ -76,29 +92,12 @@ struct FinetuneOptions {
   bool quiet = false;
 };
 
-/// The reward names in @p list ("align,diag,consist" or any subset), validated.
-inline std::set<std::string> parse_reward_list(const std::string& list) {
-  std::set<std::string> s;
-  std::stringstream ss(list);
-  for (std::string x; std::getline(ss, x, ',');) {
-    if (x != "align" && x != "diag" && x != "consist")
-      throw std::invalid_argument("--rewards: unknown reward '" + x + "' (allowed: align, diag, consist, comma-separated)");
-    s.insert(x);
-  }
-  if (s.empty()) throw std::invalid_argument("--rewards: give at least one of align, diag, consist");
-  return s;
-}
-
 /// The evaluate row label of a run.
 inline std::string default_run_name(const FinetuneOptions& o) {
   if (!o.name.empty()) return o.name;
-  const auto r = parse_reward_list(o.rewards);
-  if (r.size() < 3) {
-    std::string s;
-    for (const char* k : {"align", "diag", "consist"})
-      if (r.count(k)) s += (s.empty() ? "" : "+") + std::string(k);
-    return s + " only" + (o.no_rlcf ? " (w/o RLCF)" : "") + (o.policy.no_ace ? " (w/o ACE)" : "");
-  }
+  const auto r = cxrl::cxr::CxrRewardSet::parse(o.rewards);
+  if (!r.is_all())
+    return r.str("+") + " only" + (o.no_rlcf ? " (w/o RLCF)" : "") + (o.policy.no_ace ? " (w/o ACE)" : "");
   if (o.no_rlcf && o.policy.no_ace) return "w/o ACE, w/o RLCF";
   if (o.no_rlcf) return "w/o RLCF";
   if (o.policy.no_ace) return "w/o ACE";
@@ -109,44 +108,33 @@ inline void check_finetune_options(const FinetuneOptions& o) {
   auto need = [](bool ok, const std::string& what) {
     if (!ok) throw std::invalid_argument("finetune: " + what);
   };
-  parse_reward_list(o.rewards);
+  cxrl::cxr::CxrRewardSet::parse(o.rewards);
   need(o.epochs >= 1, "--epochs must be >= 1");
   need(o.policy.lora_rank >= 1, "--lora_rank must be >= 1");
   need(o.policy.no_ace || o.policy.ace_tokens >= 1, "--ace_tokens must be >= 1 (or pass --no-ace)");
   need(o.n_prompts >= 1, "--n_prompts must be >= 1");
   need(o.grid_prompts >= 0, "--grid_prompts must be >= 0");
   need(o.keep_checkpoints >= 1, "--keep_checkpoints must be >= 1");
+  need(o.anchor_samples >= 1, "--anchor_samples must be >= 1");
+  need(o.nproc >= 1 && o.nproc <= 256, "--nproc must be in [1, 256]");
+  need(o.dist_timeout >= 1, "--dist_timeout must be >= 1 (seconds)");
   need(o.w_align >= 0 && o.w_diag >= 0 && o.w_consist >= 0, "reward weights must be >= 0");
 }
 
 namespace detail {
 
-inline nlohmann::json epoch_json(const cxrl::core::EpochStats& s, double lr) {
-  nlohmann::json j{{"epoch", s.epoch + 1},
-                   {"samples", s.num_samples},
-                   {"reward/total", s.reward_mean},
-                   {"reward/total_std", s.reward_std},
-                   {"advantage/mean", s.advantage_mean},
-                   {"advantage/std", s.advantage_std},
-                   {"train/loss", s.loss},
-                   {"train/approx_kl", s.approx_kl},
-                   {"train/clipfrac", s.clipfrac},
-                   {"train/grad_norm", s.grad_norm},
-                   {"train/lr", lr},
-                   {"train/optimizer_steps", s.optimizer_steps},
-                   {"time/sampling_s", s.sampling_seconds},
-                   {"time/reward_s", s.reward_seconds},
-                   {"time/advantage_s", s.advantage_seconds},
-                   {"time/training_s", s.training_seconds},
-                   {"time/images_per_s", s.images_per_second}};
-  if (!std::isnan(s.anchor_reward_mean)) j["reward/anchor_total"] = s.anchor_reward_mean;
-  for (const auto& c : s.components) {
-    j["reward/" + c.name + "/raw"] = c.raw_mean;
-    j["reward/" + c.name + "/weighted"] = c.weighted_mean;
-    j["reward/" + c.name + "/policy_score"] = c.score_mean;
-    if (!std::isnan(c.anchor_score_mean)) j["reward/" + c.name + "/anchor_score"] = c.anchor_score_mean;
+/// The records of a JSON-lines file (a half-written last line from a killed run is dropped).
+inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p) {
+  std::vector<nlohmann::json> v;
+  std::ifstream in(p);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    try {
+      v.push_back(nlohmann::json::parse(line));
+    } catch (const std::exception&) {
+    }
   }
-  return j;
+  return v;
 }
 
 /// Keeps the lines of metrics.jsonl for epochs < @p next_epoch (a resumed run rewrites the rest).
@@ -169,7 +157,7 @@ inline void truncate_jsonl(const std::filesystem::path& p, int64_t next_epoch) {
 
 /// Settings that may differ between a run and its resumption.
 inline bool resumable_difference_ok(const std::string& key) {
-  return key == "epochs" || key == "threads" || key == "keep_checkpoints" || key == "out";
+  return key == "epochs" || key == "threads" || key == "keep_checkpoints" || key == "out" || key == "nproc" || key == "dist_timeout";
 }
 
 /// Anchor (top row) vs policy (bottom row) on fixed reports, the same x_T per column, fixed seed.
@@ -188,6 +176,26 @@ torch::Tensor anchor_policy_grid(P& policy, cxrl::core::DdimSampler& sampler, co
 
 }  // namespace detail
 
+/// An exclusive lock on a run folder (flock on `<run>/.lock`), so that two processes never write one run.
+class RunFolderLock {
+ public:
+  explicit RunFolderLock(const std::filesystem::path& run) : path_(run / ".lock") {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw std::runtime_error(path_.string() + ": cannot create the run lock (" + std::strerror(errno) + ")");
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      throw std::runtime_error("finetune: another process is running in " + run.string() + " (it holds " + path_.string() + ")");
+    }
+  }
+  RunFolderLock(const RunFolderLock&) = delete;
+  RunFolderLock& operator=(const RunFolderLock&) = delete;
+  ~RunFolderLock() { ::close(fd_); }  // closing releases the lock
+
+ private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+};
+
 /// Logs, draws grids, checkpoints, reports progress, and stops on SIGINT; one per run.
 template <class P>
 struct FinetuneCallbacks {
@@ -196,22 +204,37 @@ struct FinetuneCallbacks {
   P& policy;
   cxrl::core::DdimSampler& sampler;  // the trainer's
   std::vector<std::string> grid_prompts;
-  cxrl::io::EventWriter events;
+  std::optional<cxrl::io::EventWriter> events;  // rank 0 only
   cxrl::io::CheckpointStore store;
   cxrl::io::Progress bar;
   std::string last_status;
+  bool main_rank = true;  // only rank 0 writes files and shows progress
 
   void write_grid(int64_t epoch) {
-    if (grid_prompts.empty()) return;
+    if (grid_prompts.empty() || !main_rank) return;
     const auto png = run / "grids" / ("epoch_" + std::to_string(epoch) + ".png");
     const auto grid = detail::anchor_policy_grid(policy, sampler, grid_prompts, o.policy.seed + 7777);
     cxrl::io::write_png(png, grid);
-    events.image("grid/anchor_top_policy_bottom", cxrl::io::read_file_bytes(png), static_cast<int>(grid.size(1)),
+    events->image("grid/anchor_top_policy_bottom", cxrl::io::read_file_bytes(png), static_cast<int>(grid.size(1)),
                  static_cast<int>(grid.size(2)), static_cast<int>(grid.size(0)), epoch);
   }
 
+  /// curves.png: each reward's policy and anchor scores per epoch (± SE), the training reward, KL and clipping.
+  void write_curves() {
+    if (!main_rank) return;
+    try {
+      const auto panels = cxrl::core::reward_curves(detail::read_jsonl(run / "metrics.jsonl"));
+      cxrl::io::write_png(run / "curves.png", cxrl::io::render_panels(panels, 3));
+    } catch (const std::runtime_error& e) {
+      if (!curves_warned) std::cerr << "\nfinetune: no curves.png: " << e.what() << "\n";
+      curves_warned = true;
+    }
+  }
+  bool curves_warned = false;
+
   template <class T>
   void on_phase(T& trainer, std::string_view phase) {
+    if (!main_rank) return;
     std::ostringstream s;
     s << "epoch " << trainer.epoch() + 1 << "/" << o.epochs << " " << phase << last_status;
     bar.update(static_cast<long>(trainer.epoch()), s.str());
@@ -220,17 +243,22 @@ struct FinetuneCallbacks {
   template <class T>
   bool on_epoch_end(T& trainer, const cxrl::core::EpochStats& st) {
     const double lr = o.learning_rate;
-    auto j = detail::epoch_json(st, lr);
+    const auto state = cxrl::core::trainer_state(trainer);  // collective across ranks: every rank takes part
+    if (!main_rank) return cxrl::io::interrupted();
+    if (st.skipped_updates > 0)
+      std::cerr << "\nfinetune: epoch " << st.epoch + 1 << ": " << st.skipped_updates << " update(s) skipped: " << st.skip_reason << "\n";
+    auto j = cxrl::core::epoch_record(st, lr);
     const int64_t step = st.epoch + 1;
     for (auto it = j.begin(); it != j.end(); ++it)
-      if (it.key() != "epoch" && it->is_number()) events.scalar(it.key(), it->get<double>(), step);
-    events.flush();
+      if (it.key() != "epoch" && it->is_number()) events->scalar(it.key(), it->get<double>(), step);
+    events->flush();
     {
       std::ofstream f(run / "metrics.jsonl", std::ios::app);
       f << j.dump() << '\n';
     }
     write_grid(step);
-    store.save(trainer.epoch(), cxrl::core::trainer_state(trainer), {{"producer", "cxrl_mimic finetune"}});
+    write_curves();
+    store.save(trainer.epoch(), state, {{"producer", "cxrl_mimic finetune"}});
     char buf[160];
     std::snprintf(buf, sizeof buf, " | reward %.4f (anchor %.4f) kl %.2e", st.reward_mean,
                   std::isnan(st.anchor_reward_mean) ? 0.0 : st.anchor_reward_mean, st.approx_kl);
@@ -248,14 +276,17 @@ struct FinetuneCallbacks {
 namespace detail {
 
 template <class RS>
-nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json& resolved, RS rewards) {
+nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json& resolved, RS rewards, cxrl::core::Distributed& dist) {
   namespace fs = std::filesystem;
   const fs::path run = o.out;
+  const bool main_rank = dist.is_main();
   auto sd = cxrl::diffusion::StableDiffusion::from_pretrained(o.assets.roentgen);
   auto policy = make_policy(sd, o.policy);
   auto sampler = make_sampler(sd, o.policy);
-
   const auto pool = impressions(o.world, cxrl::data::Split::train, static_cast<std::size_t>(o.n_prompts));
+  // Everything loaded: from here on the folder holds a run.
+  if (main_rank) write_json(run / "config.json", resolved);
+
   auto prompt_fn = [pool](int64_t n, at::Generator& gen) {
     auto idx = torch::randint(static_cast<int64_t>(pool.size()), {n}, gen, torch::kLong);
     std::vector<std::string> v;
@@ -274,31 +305,46 @@ nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json&
   tc.clip_range = o.clip_range;
   tc.adv_clip_max = o.adv_clip_max;
   tc.max_grad_norm = o.max_grad_norm;
+  tc.anchor_samples = o.anchor_samples;
   tc.seed = o.policy.seed;
   // Reports are (nearly) unique, so ddpo's per-prompt statistics fall back to the batch: whiten the batch.
-  cxrl::core::Trainer trainer(policy, sampler, std::move(rewards), cxrl::core::BatchWhitening{}, prompt_fn, tc);
+  cxrl::core::Trainer trainer(policy, sampler, std::move(rewards), cxrl::core::BatchWhitening{}, prompt_fn, tc, &dist);
 
   std::vector<std::string> grid_prompts;
   if (o.grid_prompts > 0) grid_prompts = impressions(o.world, cxrl::data::Split::test, static_cast<std::size_t>(o.grid_prompts));
+  // Rank 0 prepares the checkpoint folder (and drops stale temporaries) before the others look into it.
+  std::optional<cxrl::io::CheckpointStore> store0;
+  if (main_rank) store0.emplace(run / "checkpoints", o.keep_checkpoints);
+  dist.barrier();
   FinetuneCallbacks<cxrl::policy::LoraAcePolicy> cb{o,
                                                     run,
                                                     policy,
                                                     trainer.sampler(),
                                                     grid_prompts,
-                                                    cxrl::io::EventWriter(run),
-                                                    cxrl::io::CheckpointStore(run / "checkpoints", o.keep_checkpoints),
+                                                    main_rank ? std::optional<cxrl::io::EventWriter>(std::in_place, run) : std::nullopt,
+                                                    main_rank ? std::move(*store0) : cxrl::io::CheckpointStore(run / "checkpoints", o.keep_checkpoints, false),
                                                     cxrl::io::Progress("finetune " + resolved.at("name").get<std::string>(),
-                                                                       static_cast<long>(o.epochs), o.quiet),
-                                                    {}};
+                                                                       static_cast<long>(o.epochs), o.quiet || !main_rank),
+                                                    {},
+                                                    main_rank};
   if (o.resume) {
-    if (auto ck = cb.store.load_latest(std::cerr)) {
+    // Rank 0 first: it may set a corrupt newest checkpoint aside; the others then read the same intact one.
+    std::optional<cxrl::io::LoadedCheckpoint> ck;
+    if (main_rank) ck = cb.store.load_latest(std::cerr);
+    dist.barrier();
+    if (!main_rank) {
+      std::ostringstream quiet;
+      ck = cb.store.load_latest(quiet);
+    }
+    if (ck) {
       cxrl::core::load_trainer_state(trainer, ck->tensors, ck->file.string());
-      if (!o.quiet) std::cerr << "finetune: resumed from " << ck->file.string() << " (epoch " << trainer.epoch() << ")\n";
-    } else if (!o.quiet) {
+      cb.bar.start_at(static_cast<long>(trainer.epoch()));
+      if (!o.quiet && main_rank) std::cerr << "finetune: resumed from " << ck->file.string() << " (epoch " << trainer.epoch() << ")\n";
+    } else if (!o.quiet && main_rank) {
       std::cerr << "finetune: --resume: no intact checkpoint in " << (run / "checkpoints").string() << "; starting at epoch 0\n";
     }
   }
-  detail::truncate_jsonl(run / "metrics.jsonl", trainer.epoch());
+  if (main_rank) detail::truncate_jsonl(run / "metrics.jsonl", trainer.epoch());
   if (trainer.epoch() == 0) cb.write_grid(0);
 
   cxrl::io::install_interrupt_handler();
@@ -310,15 +356,11 @@ nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json&
       break;
     }
   }
+  if (!main_rank) return {{"name", resolved.at("name")}, {"epochs_completed", trainer.epoch()}, {"interrupted", interrupted}};
   policy.save_adapters(run / "adapters.safetensors", {{"epoch", std::to_string(trainer.epoch())}});
 
   // The full history (including epochs before a resume) from metrics.jsonl.
-  nlohmann::json hist = nlohmann::json::array();
-  {
-    std::ifstream in(run / "metrics.jsonl");
-    for (std::string line; std::getline(in, line);)
-      if (!line.empty()) hist.push_back(nlohmann::json::parse(line));
-  }
+  nlohmann::json hist = detail::read_jsonl(run / "metrics.jsonl");
   nlohmann::json summary{{"name", resolved.at("name")},
                          {"epochs_completed", trainer.epoch()},
                          {"interrupted", interrupted},
@@ -346,23 +388,68 @@ inline nlohmann::json finetune_config(const FinetuneOptions& o) {
           {"train_batch_size", o.train_batch_size}, {"num_inner_epochs", o.num_inner_epochs},
           {"gradient_accumulation_steps", o.gradient_accumulation_steps}, {"timestep_fraction", o.timestep_fraction},
           {"learning_rate", o.learning_rate}, {"clip_range", o.clip_range}, {"adv_clip_max", o.adv_clip_max},
-          {"max_grad_norm", o.max_grad_norm}, {"n_prompts", o.n_prompts}, {"grid_prompts", o.grid_prompts},
+          {"max_grad_norm", o.max_grad_norm}, {"anchor_samples", o.anchor_samples}, {"nproc", o.nproc},
+          {"dist_timeout", o.dist_timeout}, {"n_prompts", o.n_prompts}, {"grid_prompts", o.grid_prompts},
           {"keep_checkpoints", o.keep_checkpoints}, {"threads", o.threads}};
+}
+
+/// Loads the rewards of the run's set and trains; the reward types depend on --no-rlcf only.
+inline nlohmann::json run_finetune_rewards(const FinetuneOptions& o, const nlohmann::json& resolved, cxrl::core::Distributed& dist) {
+  namespace core = cxrl::core;
+  namespace cx = cxrl::cxr;
+  const auto use = cx::CxrRewardSet::parse(o.rewards);
+  auto w = [&](cx::CxrReward r, double x) { return use.contains(r) ? x : 0.0; };
+  auto align = load_align_reward(o.assets);
+  auto diag = load_diag_reward(o.assets);
+  auto consist = load_consist_reward(o.assets);
+  if (o.no_rlcf)
+    return detail::run_finetune_with(o, resolved,
+                                     core::RewardSum(core::Absolute{std::move(align), w(cx::CxrReward::align, o.w_align)},
+                                                     core::Absolute{std::move(diag), w(cx::CxrReward::diag, o.w_diag)},
+                                                     core::Absolute{std::move(consist), w(cx::CxrReward::consist, o.w_consist)}),
+                                     dist);
+  return detail::run_finetune_with(o, resolved,
+                                   core::RewardSum(core::Absolute{std::move(align), w(cx::CxrReward::align, o.w_align)},
+                                                   core::Comparative{std::move(diag), w(cx::CxrReward::diag, o.w_diag)},
+                                                   core::Comparative{std::move(consist), w(cx::CxrReward::consist, o.w_consist)}),
+                                   dist);
 }
 
 /// Runs (or resumes) a fine-tuning run; returns the metrics.json summary.
 inline nlohmann::json run_finetune(const FinetuneOptions& o) {
   namespace fs = std::filesystem;
-  namespace core = cxrl::core;
-  namespace cx = cxrl::cxr;
   check_finetune_options(o);
   check_world(o.world);
   check_assets(o.assets);
   if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
-  const auto resolved = finetune_config(o);
+  // One process, or one rank of a run started by `--nproc N` or torchrun (RANK, WORLD_SIZE, MASTER_ADDR, …).
+  auto dopt = cxrl::core::DistributedOptions::from_env();
+  dopt.timeout = std::chrono::seconds(o.dist_timeout);
+  auto resolved = finetune_config(o);
+  resolved["world_size"] = dopt.world_size;  // batch sizes are per rank: the run is defined with its rank count
 
   const fs::path run = o.out;
   const auto cfg_path = run / "config.json";
+  cxrl::core::Distributed dist(dopt);
+  dist.require_same("the run's settings", resolved.dump());
+  if (!dist.is_main()) {
+    dist.barrier();  // rank 0 checks the folder first
+    return run_finetune_rewards(o, resolved, dist);
+  }
+  fs::create_directories(run);
+  const RunFolderLock lock(run);
+  // A folder whose start failed before its first checkpoint (bad assets, Ctrl-C while loading) holds no run yet.
+  auto started = [&] {
+    if (fs::exists(run / "metrics.jsonl")) return true;
+    if (fs::is_directory(run / "checkpoints"))
+      for (const auto& e : fs::directory_iterator(run / "checkpoints"))
+        if (e.path().extension() == ".safetensors") return true;
+    return false;
+  };
+  if (fs::exists(cfg_path) && !started()) {
+    if (!o.quiet) std::cerr << "finetune: " << run.string() << " holds a run that stopped before its first checkpoint; starting it again\n";
+    fs::remove(cfg_path);
+  }
   if (fs::exists(cfg_path)) {
     if (!o.resume)
       throw std::invalid_argument("finetune: " + run.string() + " already holds a run (config.json); pass --resume to continue it, or choose another --out");
@@ -380,23 +467,10 @@ inline nlohmann::json run_finetune(const FinetuneOptions& o) {
     if (!diff.empty())
       throw std::invalid_argument("finetune --resume: settings differ from " + cfg_path.string() + ":" + diff);
   }
-  write_json(cfg_path, resolved);
-
-  const auto use = parse_reward_list(o.rewards);
-  auto w = [&](const char* k, double x) { return use.count(k) ? x : 0.0; };
-  auto align = load_align_reward(o.assets);
-  auto diag = load_diag_reward(o.assets);
-  auto consist = load_consist_reward(o.assets);
-  if (o.no_rlcf)
-    return detail::run_finetune_with(o, resolved,
-                                     core::RewardSum(core::Absolute{std::move(align), w("align", o.w_align)},
-                                                     core::Absolute{std::move(diag), w("diag", o.w_diag)},
-                                                     core::Absolute{std::move(consist), w("consist", o.w_consist)}));
-  return detail::run_finetune_with(o, resolved,
-                                   core::RewardSum(core::Absolute{std::move(align), w("align", o.w_align)},
-                                                   core::Comparative{std::move(diag), w("diag", o.w_diag)},
-                                                   core::Comparative{std::move(consist), w("consist", o.w_consist)}));
+  dist.barrier();
+  return run_finetune_rewards(o, resolved, dist);
 }
+
 
 inline void add_finetune_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("finetune", "CXRL: RL fine-tuning of the anchor with LoRA + ACE against the three rewards");
@@ -423,6 +497,9 @@ inline void add_finetune_command(CLI::App& app) {
   s->add("clip_range", o->clip_range, "PPO clip range");
   s->add("adv_clip_max", o->adv_clip_max, "advantage clip");
   s->add("max_grad_norm", o->max_grad_norm, "gradient norm clip");
+  s->add("anchor_samples", o->anchor_samples, "anchor samples per prompt; comparative terms subtract their mean score (CXRL: 1)");
+  s->add("nproc", o->nproc, "local ranks of one data-parallel run (batch sizes are per rank); under torchrun leave at 1");
+  s->add("dist_timeout", o->dist_timeout, "seconds a rank waits for the others before it fails");
   s->add("n_prompts", o->n_prompts, "training-split reports to draw prompts from");
   s->add("grid_prompts", o->grid_prompts, "held-out reports in the per-epoch anchor-vs-policy grid");
   s->add("keep_checkpoints", o->keep_checkpoints, "checkpoints kept in the run folder");
@@ -431,6 +508,13 @@ inline void add_finetune_command(CLI::App& app) {
   s->flag("quiet", o->quiet, "no progress output");
   cmd->callback([o, s] {
     s->resolve();
+    o->rewards = cxrl::cxr::CxrRewardSet::parse(o->rewards).str();  // one spelling per set in config.json
+    if (o->nproc > 1 && !std::getenv("RANK")) {
+      check_finetune_options(*o);
+      const int rc = cxrl::core::launch_local_ranks(static_cast<int>(o->nproc), cxrl::core::this_command_line(), std::cerr);
+      if (rc != 0) throw CLI::RuntimeError(rc);
+      return;
+    }
     const auto summary = run_finetune(*o);
     if (summary.value("interrupted", false)) throw CLI::RuntimeError(130);  // checkpointed; exit like a SIGINT
     if (!o->quiet) std::cout << "finetune: wrote " << o->out << " (" << summary.at("epochs_completed") << " epochs)\n";

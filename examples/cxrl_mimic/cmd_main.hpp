@@ -1,9 +1,11 @@
-// `main`: the README's main job on the phantom world, from the shipped anchor and reward models:
+// `main` and `reproduce`: the README's main job and the paper's full set of runs on the phantom world, from the
+// shipped anchor, reward models and judges:
 //  1. the phantom contact sheet, the data summary of its splits and the labeler round trip;
-//  2. CXRL fine-tuning and its ablations (w/o ACE, w/o RLCF) for --seeds seeds, plus one run per single
-//     reward for Table 2b;
-//  3. evaluate: the paper's tables and a sheet of real / anchor / CXRL / ablation samples.
-// Everything lands in --out (runs in <out>/runs).
+//  2. CXRL fine-tuning for --seeds seeds (reproduce: also w/o ACE and w/o RLCF per seed, and one run per single
+//     reward for Table 2b), --jobs single-threaded child processes at a time;
+//  3. evaluate: every model scored in child processes (the anchor once), then the tables with paired bootstrap
+//     intervals against the anchor, the captioned sample sheet and each run's reward curves.
+// Everything lands in --out (runs in <out>/runs). Rerunning continues unfinished runs and reuses cached scores.
 #pragma once
 
 #include "cmd_data.hpp"
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <cerrno>
 #include <cstdio>
 #include <map>
@@ -31,10 +34,9 @@
 
 namespace cxrl_mimic {
 
-/// The phantom world's fine-tuning settings, sized so that the main job's 6 runs fit in minutes on 2 CPU
-/// cores. They differ from the paper's (finetune's defaults) in: 10 DDIM steps (20), learning rate 1e-2
-/// (3e-4; at 3e-4 and 3e-3 a few hundred samples left the tiny anchor's outputs unchanged) and half of
-/// the timesteps trained per sample.
+/// The phantom world's fine-tuning settings (the sweep behind them: docs/sweep.md). They differ from the paper's
+/// (finetune's defaults) where a CPU budget forces it: 10 DDIM steps (20) and half of the timesteps trained per
+/// sample; the learning rate and clip range come from the sweep.
 inline FinetuneOptions phantom_run() {
   FinetuneOptions r;
   r.policy.steps = 10;
@@ -48,32 +50,46 @@ struct MainOptions {
   std::size_t label_reports = 2000;
   std::uint64_t seed = 0;  // phantom world seed
   FinetuneOptions run = phantom_run();  // settings shared by every run (out, rewards, switches, seed set per run)
-  int64_t seeds = 1;       // seeds of CXRL and of each ablation
-  int64_t jobs = 2;        // fine-tuning runs at a time (separate single-threaded processes when > 1)
-  bool ablations = true;   // w/o ACE and w/o RLCF
-  bool single_rewards = true;  // Table 2b: one run per reward
-  int64_t n_eval = 96;
-  int64_t n_diversity = 8;
+  int64_t seeds = 2;       // seeds of CXRL (and of each ablation): one row, intervals over reports and seeds
+  int64_t jobs = 2;        // child processes at a time (single-threaded)
+  bool ablations = false;  // w/o ACE and w/o RLCF
+  bool single_rewards = false;  // Table 2b: one run per reward
+  int64_t n_eval = 500;
+  int64_t n_diversity = 100;
   uint64_t eval_seed = 1234;
+  int64_t replicates = 1000;
   bool quiet = false;
 };
 
-/// Runs each fine-tuning run as a child `cxrl_mimic finetune --config <run>.json --threads 1`, @p jobs at a
-/// time. Small pixel-space models use one core poorly (2 intra-op threads are barely faster than 1), so
-/// two single-threaded runs side by side nearly double the throughput; separate processes share nothing.
-inline void run_finetunes_in_processes(const std::vector<FinetuneOptions>& runs, int64_t jobs, bool quiet) {
-  namespace fs = std::filesystem;
+/// `reproduce`: every row of the paper's tables with 3 seeds, into docs/results.
+inline MainOptions reproduce_defaults() {
+  MainOptions o;
+  o.out = (source_dir() / "docs" / "results").string();
+  o.seeds = 3;
+  o.ablations = true;
+  o.single_rewards = true;
+  return o;
+}
+
+/// One child process: `cxrl_mimic <subcommand> --config <file> --threads 1 --quiet`.
+struct ChildJob {
+  std::string label;      // for progress and errors
+  std::string subcommand; // finetune | evaluate
+  std::filesystem::path config;
+  std::function<bool()> succeeded;  // checked after a zero exit status
+};
+
+/// Runs @p jobs_list @p jobs at a time as single-threaded child processes. Small models use one core poorly (two
+/// intra-op threads are barely faster than one), so separate processes side by side nearly double the throughput.
+inline void run_in_processes(const std::vector<ChildJob>& jobs_list, int64_t jobs, bool quiet) {
   cxrl::io::install_interrupt_handler();
   std::map<pid_t, std::size_t> active;
   std::size_t next = 0, failed = 0;
   std::string failures;
   const auto t0 = std::chrono::steady_clock::now();
   auto launch = [&](std::size_t i) {
-    const auto& r = runs[i];
-    const fs::path cfg = fs::path(r.out).string() + ".config.json";
-    write_json(cfg, finetune_config(r));
-    std::vector<std::string> args{"cxrl_mimic", "finetune", "--config", cfg.string(), "--threads", "1", "--quiet"};
-    if (r.resume) args.push_back("--resume");
+    const auto& j = jobs_list[i];
+    std::vector<std::string> args{"cxrl_mimic", j.subcommand, "--config", j.config.string(), "--threads", "1", "--quiet"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -85,10 +101,10 @@ inline void run_finetunes_in_processes(const std::vector<FinetuneOptions>& runs,
       std::_Exit(127);
     }
     active[pid] = i;
-    if (!quiet) std::cerr << "main: started run " << i + 1 << "/" << runs.size() << ": " << r.out << "\n";
+    if (!quiet) std::cerr << "main: started " << j.subcommand << " " << i + 1 << "/" << jobs_list.size() << ": " << j.label << "\n";
   };
-  while (next < runs.size() || !active.empty()) {
-    while (next < runs.size() && static_cast<int64_t>(active.size()) < jobs && !cxrl::io::interrupted()) launch(next++);
+  while (next < jobs_list.size() || !active.empty()) {
+    while (next < jobs_list.size() && static_cast<int64_t>(active.size()) < jobs && !cxrl::io::interrupted()) launch(next++);
     if (active.empty()) break;
     int status = 0;
     const pid_t pid = ::wait(&status);
@@ -96,16 +112,17 @@ inline void run_finetunes_in_processes(const std::vector<FinetuneOptions>& runs,
     if (pid < 0) throw std::runtime_error("main: wait failed");
     const auto i = active.at(pid);
     active.erase(pid);
-    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::exists(fs::path(runs[i].out) / "adapters.safetensors");
+    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && jobs_list[i].succeeded();
     const auto el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!ok) {
       ++failed;
-      failures += " " + runs[i].out;
+      failures += " " + jobs_list[i].label;
     }
-    if (!quiet) std::cerr << "main: run " << runs[i].out << (ok ? " finished" : " FAILED") << " (" << static_cast<long>(el) << " s elapsed)\n";
+    if (!quiet) std::cerr << "main: " << jobs_list[i].label << (ok ? " finished" : " FAILED") << " (" << static_cast<long>(el) << " s elapsed)\n";
   }
-  if (next < runs.size()) failures += " (and " + std::to_string(runs.size() - next) + " not started)";
-  if (failed || next < runs.size()) throw std::runtime_error("main: " + std::to_string(failed) + " run(s) failed or were interrupted:" + failures + "; rerun main to continue them");
+  if (next < jobs_list.size()) failures += " (and " + std::to_string(jobs_list.size() - next) + " not started)";
+  if (failed || next < jobs_list.size())
+    throw std::runtime_error("main: " + std::to_string(failed) + " job(s) failed or were interrupted:" + failures + "; rerun to continue them");
 }
 
 inline void run_main(const MainOptions& o) {
@@ -165,14 +182,18 @@ inline void run_main(const MainOptions& o) {
   for (int64_t k = 0; k < o.seeds; ++k) {
     const auto sd = static_cast<uint64_t>(k);
     const auto tag = "_seed" + std::to_string(k);
-    plan.push_back({"cxrl" + tag, "align,diag,consist", false, false, sd});
+    const auto all = cxrl::cxr::CxrRewardSet::all().str();
+    plan.push_back({"cxrl" + tag, all, false, false, sd});
     if (o.ablations) {
-      plan.push_back({"no_ace" + tag, "align,diag,consist", true, false, sd});
-      plan.push_back({"no_rlcf" + tag, "align,diag,consist", false, true, sd});
+      plan.push_back({"no_ace" + tag, all, true, false, sd});
+      plan.push_back({"no_rlcf" + tag, all, false, true, sd});
     }
   }
   if (o.single_rewards)
-    for (const char* r : {"align", "diag", "consist"}) plan.push_back({std::string(r) + "_only_seed0", r, false, false, 0});
+    for (auto r : cxrl::cxr::kCxrRewards) {
+      const std::string name(cxrl::cxr::reward_name(r));
+      plan.push_back({name + "_only_seed0", name, false, false, 0});
+    }
   std::vector<FinetuneOptions> runs;
   for (const auto& p : plan) {
     auto r = o.run;
@@ -196,7 +217,15 @@ inline void run_main(const MainOptions& o) {
         throw std::runtime_error("main: interrupted during " + run_dirs[i] + "; rerun main to continue");
     }
   } else {
-    run_finetunes_in_processes(runs, o.jobs, o.quiet);
+    std::vector<ChildJob> jobs;
+    for (const auto& r : runs) {
+      const fs::path cfg = fs::path(r.out).string() + ".config.json";
+      auto j = finetune_config(r);
+      j["resume"] = r.resume;
+      write_json(cfg, j);
+      jobs.push_back({r.out, "finetune", cfg, [out = r.out] { return fs::exists(fs::path(out) / "adapters.safetensors"); }});
+    }
+    run_in_processes(jobs, o.jobs, o.quiet);
   }
   const double finetune_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
@@ -210,35 +239,56 @@ inline void run_main(const MainOptions& o) {
   e.n_eval = o.n_eval;
   e.n_diversity = o.n_diversity;
   e.eval_seed = o.eval_seed;
+  e.replicates = o.replicates;
   e.quiet = o.quiet;
   e.threads = o.run.threads;
+  const auto t1 = std::chrono::steady_clock::now();
+  if (o.jobs > 1) {
+    // Score the anchor and every run in child processes; the tables below then read the cache.
+    std::vector<ChildJob> jobs;
+    auto score_job = [&](const std::string& label, std::vector<std::string> runs_of_job) {
+      auto ej = e;
+      ej.runs = std::move(runs_of_job);
+      ej.score_only = true;
+      const fs::path cfg = out / "scores" / (label + ".config.json");
+      write_json(cfg, evaluate_config(ej));
+      jobs.push_back({"score " + label, "evaluate", cfg, [] { return true; }});
+    };
+    score_job("anchor", {});
+    for (const auto& r : run_dirs) score_job(fs::path(r).filename().string(), {r});
+    run_in_processes(jobs, o.jobs, o.quiet);
+  }
   const auto tables = run_evaluate(e);
+  const double evaluate_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
 
   std::ofstream md(out / "README.md");
-  md << "# cxrl_mimic main job (phantom world)\n\n"
-     << "- `tables.md`, `tables.json`: the paper's Tables 1, 2a, 2b and 3 for the anchor, CXRL and the ablations ("
-     << o.seeds << " seed(s) each), on " << o.n_eval << " held-out test reports\n"
-     << "- `samples.png`: rows = real test images, anchor, CXRL, ablations (the same reports and noise per column)\n"
-     << "- `runs/<name>`: each fine-tuning run (config, checkpoints, TensorBoard events, metrics.jsonl, per-epoch "
-     << "anchor-vs-policy grids, adapters); " << plan.size() << " runs took " << static_cast<long>(finetune_s) << " s\n"
+  md << "# cxrl_mimic " << (o.ablations ? "reproduce" : "main job") << " (phantom world)\n\n"
+     << "- `tables.md`, `tables.json`: the paper's Tables 1, 2a, 2b and 3 for the anchor and " << plan.size() << " run(s) ("
+     << o.seeds << " seed(s) per row), on " << o.n_eval << " held-out PA test reports, scored by the judges with paired bootstrap "
+     << "95 % intervals against the anchor (schema: docs/results_schema.md)\n"
+     << "- `samples.png`: rows = real test images, the anchor, the first run of each row; each report under its column\n"
+     << "- `runs/<name>`: each fine-tuning run (config, checkpoints, TensorBoard events, metrics.jsonl, `curves.png`, per-epoch "
+     << "anchor-vs-policy grids, adapters); fine-tuning took " << static_cast<long>(finetune_s) << " s, evaluation "
+     << static_cast<long>(evaluate_s) << " s\n"
      << "- `phantoms.png`: contact sheet (each observation at two severities, devices, posture extremes)\n"
      << "- `data.json`: pairs per split, views, label counts per observation\n"
      << "- `labeler_agreement.json`: CheXpert-style labeler vs. the report writer's labels on " << test.size()
      << " held-out-phrasing reports: " << 100.0 * double(a) / double(t) << " % of (report, observation) pairs\n";
-  std::cout << "main: wrote " << out.string() << " (" << plan.size() << " runs, labeler agreement "
-            << 100.0 * double(a) / double(t) << " %)\n";
+  std::cout << "main: wrote " << out.string() << " (" << plan.size() << " runs, fine-tuning " << static_cast<long>(finetune_s)
+            << " s, evaluation " << static_cast<long>(evaluate_s) << " s)\n";
+  (void)tables;
 }
 
-inline void add_main_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("main", "The README's main job on the built-in phantom world; writes a report folder");
-  auto o = std::make_shared<MainOptions>();
+inline void add_main_like_command(CLI::App& app, const std::string& name, const std::string& help, MainOptions defaults) {
+  auto* cmd = app.add_subcommand(name, help);
+  auto o = std::make_shared<MainOptions>(std::move(defaults));
   auto s = std::make_shared<Settings>(cmd);
   s->add("out", o->out, "report folder");
   s->add("label_reports", o->label_reports, "held-out reports for the labeler round trip");
   s->add("seed", o->seed, "phantom world seed");
   add_asset_settings(*s, o->run.assets);
   s->add("seeds", o->seeds, "seeds of CXRL and of each ablation");
-  s->add("jobs", o->jobs, "fine-tuning runs at a time (> 1: single-threaded child processes)");
+  s->add("jobs", o->jobs, "child processes at a time (> 1: single-threaded fine-tuning and scoring processes)");
   s->add("ablations", o->ablations, "also run w/o ACE and w/o RLCF (true/false)");
   s->add("single_rewards", o->single_rewards, "also run one model per reward for Table 2b (true/false)");
   s->add("epochs", o->run.epochs, "epochs per run");
@@ -248,15 +298,26 @@ inline void add_main_command(CLI::App& app) {
   s->add("train_batch_size", o->run.train_batch_size, "samples per training minibatch");
   s->add("timestep_fraction", o->run.timestep_fraction, "fraction of the denoising steps trained per sample");
   s->add("learning_rate", o->run.learning_rate, "AdamW learning rate");
-  s->add("n_eval", o->n_eval, "held-out test reports in the tables");
-  s->add("eval_seed", o->eval_seed, "seed of the evaluation noise");
+  s->add("clip_range", o->run.clip_range, "PPO clip range");
+  s->add("anchor_samples", o->run.anchor_samples, "anchor samples per prompt for the comparative terms");
+  s->add("n_eval", o->n_eval, "held-out PA test reports in the tables");
+  s->add("eval_seed", o->eval_seed, "seed of the evaluation noise and of the bootstrap");
   s->add("n_diversity", o->n_diversity, "reports with 4 generations each for MS-SSIM");
+  s->add("replicates", o->replicates, "bootstrap replicates of each interval");
   s->add("threads", o->run.threads, "intra-op threads (0 = LibTorch default)");
   s->flag("quiet", o->quiet, "no progress output");
   cmd->callback([o, s] {
     s->resolve();
     run_main(*o);
   });
+}
+
+inline void add_main_command(CLI::App& app) {
+  add_main_like_command(app, "main", "The README's main job: CXRL against the anchor on the phantom world, judged apart from the rewards", {});
+  add_main_like_command(app, "reproduce",
+                        "The paper's Tables 1, 2a, 2b and 3 with 3 seeds of CXRL, w/o ACE and w/o RLCF and the single-reward runs "
+                        "(into docs/results)",
+                        reproduce_defaults());
 }
 
 }  // namespace cxrl_mimic

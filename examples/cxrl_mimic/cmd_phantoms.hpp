@@ -52,7 +52,7 @@ inline void run_phantoms(const PhantomsOptions& o) {
     s.devices.et_tip_above_carina = 0.08f;
     add(s, "device: " + std::string(cx::device_name(static_cast<cx::Device>(d))));
   }
-  const cx::PostureRanges pr;
+  const cx::PostureRanges pr = cx::posture_ranges_ap();  // the widest poses of the world
   const std::vector<std::pair<cx::Posture, std::string>> poses = {
       {{pr.scale_min, pr.scale_min, 0, 0, 0}, "posture s=min"}, {{pr.scale_max, pr.scale_max, 0, 0, 0}, "posture s=max"},
       {{1, 1, 0, 0, -pr.rotate}, "posture theta=-max"},         {{1, 1, 0, 0, pr.rotate}, "posture theta=+max"},

@@ -14,10 +14,11 @@ inline void add_asset_settings(Settings& s, AssetPaths& a, bool rewards = true) 
   s.add("roentgen", a.roentgen, "anchor: a diffusers text-to-image folder (phantom default or RoentGen)");
   if (!rewards) return;
   s.add("rewards_dir", a.rewards_dir, "folder with the phantom reward models written by train-rewards");
-  s.add("posture_net", a.posture_net, "PostureNet safetensors (default: <rewards_dir>/posture_net.safetensors)");
-  s.add("xrv_densenet", a.xrv_densenet, "torchxrayvision DenseNet safetensors (default: <rewards_dir>/xrv_densenet.safetensors)");
-  s.add("cxr_clip", a.cxr_clip, "CXR-CLIP safetensors (default: <rewards_dir>/cxr_clip.safetensors)");
+  s.add("posture_net", a.posture_net, "posture model, .safetensors or TorchScript .pt (default: <rewards_dir>/posture_net.safetensors)");
+  s.add("xrv_densenet", a.xrv_densenet, "diagnostic classifier, .safetensors or TorchScript .pt (default: <rewards_dir>/xrv_densenet.safetensors)");
+  s.add("cxr_clip", a.cxr_clip, "CXR-CLIP, .safetensors or TorchScript .pt (default: <rewards_dir>/cxr_clip.safetensors)");
   s.add("vocab", a.vocab, "CXR-CLIP WordPiece vocab.txt");
+  s.add("judges", a.judges, "folder with the judge models written by train-judges (evaluate)");
 }
 
 /// Binds the data-source flags.

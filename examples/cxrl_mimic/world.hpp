@@ -6,6 +6,7 @@
 #include "paths.hpp"
 
 #include <cxrl/cxr/observations.hpp>
+#include <cxrl/cxr/image_set.hpp>
 #include <cxrl/data/mimic.hpp>
 #include <cxrl/data/phantom_dataset.hpp>
 #include <cxrl/io/progress.hpp>
@@ -28,19 +29,7 @@ struct WorldOptions {
   std::string tokenizer_dir = default_tokenizer_dir().string();  // CLIP tokenizer (impression token budget)
 };
 
-/// Test pairs for evaluation: reports, their real images and labels.
-struct EvalSet {
-  std::vector<std::string> reports;  // impressions (the prompts)
-  torch::Tensor images;              // [N, 1, R, R] in [0, 1]
-  torch::Tensor labels;              // [N, 14] kObservations order: 1 positive, 0 negative or not mentioned, NaN uncertain
-};
-
 namespace detail {
-inline float auroc_target(cxrl::cxr::Label l) {
-  // U-ignore for uncertain; an unmentioned finding counts as absent, as in CheXpert-style evaluation.
-  if (l == cxrl::cxr::Label::uncertain) return std::numeric_limits<float>::quiet_NaN();
-  return l == cxrl::cxr::Label::positive ? 1.f : 0.f;
-}
 
 inline cxrl::data::MimicOptions mimic_options(const WorldOptions& w, int resolution, std::size_t n_train, std::size_t n_test) {
   cxrl::data::MimicOptions o;
@@ -93,27 +82,33 @@ inline std::vector<std::string> impressions(const WorldOptions& w, cxrl::data::S
   return v;
 }
 
-/// @p n test pairs at @p resolution (images rendered or decoded now).
-inline EvalSet eval_set(const WorldOptions& w, std::size_t n, int resolution, bool quiet) {
-  EvalSet e;
+/// The first @p n PA test pairs at @p resolution (images rendered or decoded now): the paper evaluates on PA
+/// views of the test split. Labels are the reports' own (1 / 0 / −1 / NaN, kObservations order).
+inline cxrl::cxr::CxrImageSet eval_set(const WorldOptions& w, std::size_t n, int resolution, bool quiet) {
+  cxrl::cxr::CxrImageSet e;
   std::vector<torch::Tensor> imgs, labs;
   auto add = [&](const cxrl::data::Sample& s) {
     e.reports.push_back(s.impression);
     imgs.push_back(s.image);
     auto l = torch::empty({cxrl::cxr::kNumObservations}, torch::kFloat32);
-    for (int k = 0; k < cxrl::cxr::kNumObservations; ++k) l[k] = detail::auroc_target(s.labels[static_cast<std::size_t>(k)]);
+    for (int k = 0; k < cxrl::cxr::kNumObservations; ++k) l[k] = cxrl::cxr::to_float(s.labels[static_cast<std::size_t>(k)]);
     labs.push_back(l);
   };
-  cxrl::io::Progress bar("load test split", static_cast<long>(n), quiet);
+  cxrl::io::Progress bar("load PA test pairs", static_cast<long>(n), quiet);
   if (w.mimic_root.empty()) {
-    cxrl::data::PhantomDataset d(detail::phantom_options(w, resolution, 2, n), cxrl::data::Split::test);
-    for (std::size_t i = 0; i < d.size(); ++i, bar.update(static_cast<long>(i))) add(d.get(i));
+    // Views are drawn per study (35 % AP): 3n studies hold n PA views with overwhelming probability.
+    cxrl::data::PhantomDataset d(detail::phantom_options(w, resolution, 2, 3 * n + 16), cxrl::data::Split::test);
+    for (std::size_t i = 0; i < d.size() && e.reports.size() < n; ++i)
+      if (d.spec(i).view == cxrl::cxr::View::PA) {
+        add(d.get(i));
+        bar.update(static_cast<long>(e.reports.size()));
+      }
   } else {
     const auto idx = cxrl::data::build_mimic_index(detail::mimic_options(w, resolution, 0, n));
     cxrl::data::MimicDataset d(idx, cxrl::data::Split::test);
     for (std::size_t i = 0; i < d.size(); ++i, bar.update(static_cast<long>(i))) add(d.get(i));
   }
-  if (e.reports.empty()) throw std::invalid_argument("no test pairs found" + (w.mimic_root.empty() ? std::string() : " under " + w.mimic_root));
+  if (e.reports.empty()) throw std::invalid_argument("no PA test pairs found" + (w.mimic_root.empty() ? std::string() : " under " + w.mimic_root));
   e.images = torch::stack(imgs);
   e.labels = torch::stack(labs);
   return e;

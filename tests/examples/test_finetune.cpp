@@ -7,6 +7,7 @@
 #include "../../examples/cxrl_mimic/cmd_finetune.hpp"
 #include "../../examples/cxrl_mimic/cmd_generate.hpp"
 
+#include <cxrl/diffusion/stable_diffusion.hpp>
 #include <cxrl/io/event_log.hpp>
 #include <cxrl/io/safetensors.hpp>
 
@@ -24,8 +25,22 @@ cxrl_mimic::AssetPaths shipped_assets() {
   cxrl_mimic::AssetPaths a;
   a.roentgen = (kAssets / "roentgen").string();
   a.rewards_dir = (kAssets / "rewards").string();
+  a.judges = (kAssets / "judges").string();
   a.vocab = std::string(CXRL_TEST_DATA) + "/wordpiece/vocab.txt";
   return a;
+}
+
+// Side of the images the shipped anchor decodes to.
+int64_t image_side() {
+  static const int64_t side = cxrl::diffusion::StableDiffusion::from_pretrained(shipped_assets().roentgen).image_shape().at(1);
+  return side;
+}
+
+/// The table with id @p id of a tables.json.
+nlohmann::json table(const nlohmann::json& t, const std::string& id) {
+  for (const auto& x : t.at("tables"))
+    if (x.at("id") == id) return x;
+  throw std::runtime_error("no table " + id);
 }
 
 cxrl_mimic::FinetuneOptions tiny_run(const fs::path& out) {
@@ -74,17 +89,19 @@ TEST_CASE("finetune writes a complete run folder and evaluate a complete set of 
 
   CHECK(summary.at("epochs_completed") == 2);
   CHECK(summary.at("name") == "CXRL");
-  for (const char* f : {"config.json", "adapters.safetensors", "metrics.json", "metrics.jsonl", "grids/epoch_0.png",
+  for (const char* f : {"config.json", "adapters.safetensors", "metrics.json", "metrics.jsonl", "curves.png", "grids/epoch_0.png",
                         "grids/epoch_1.png", "grids/epoch_2.png", "checkpoints/ckpt-00000002.safetensors"}) {
     INFO(f);
     CHECK(fs::exists(run / f));
   }
-  // Grid: anchor row over policy row, 2 reports of 32 px with 2 px padding.
-  CHECK(cxrl::io::read_image(run / "grids" / "epoch_2.png").sizes() == torch::IntArrayRef({1, 2 * 34 + 2, 2 * 34 + 2}));
+  // Grid: anchor row over policy row, 2 reports with 2 px padding.
+  const int64_t px = image_side() + 2;
+  CHECK(cxrl::io::read_image(run / "grids" / "epoch_2.png").sizes() == torch::IntArrayRef({1, 2 * px + 2, 2 * px + 2}));
 
   const auto lines = jsonl(run / "metrics.jsonl");
   REQUIRE(lines.size() == 2);
   for (const char* k : {"reward/total", "reward/align/raw", "reward/diag/weighted", "reward/consist/anchor_score",
+                        "reward/align/policy_score_se", "reward/diag/anchor_corr", "train/skipped_updates",
                         "advantage/std", "train/approx_kl", "train/clipfrac", "train/loss", "train/lr",
                         "train/grad_norm", "time/sampling_s"}) {
     INFO(k);
@@ -122,7 +139,7 @@ TEST_CASE("finetune writes a complete run folder and evaluate a complete set of 
   go.n = 2;
   go.out = (root / "side_by_side.png").string();
   cxrl_mimic::run_generate(go);
-  CHECK(cxrl::io::read_image(go.out).sizes() == torch::IntArrayRef({1, 2 * 34 + 2, 4 * 34 + 2}));
+  CHECK(cxrl::io::read_image(go.out).sizes() == torch::IntArrayRef({1, 2 * px + 2, 4 * px + 2}));
 
   // evaluate: Anchor + CXRL, every table, finite values in range.
   cxrl_mimic::EvaluateOptions e;
@@ -136,30 +153,55 @@ TEST_CASE("finetune writes a complete run folder and evaluate a complete set of 
   e.batch_size = 12;
   e.sheet_reports = 3;
   e.quiet = true;
+  e.n_diversity = 3;
+  e.generations = 2;
+  e.replicates = 50;
   const auto t = cxrl_mimic::run_evaluate(e);
-  REQUIRE(t.at("rows").size() == 2);
-  CHECK(t["rows"][0]["name"] == "Anchor");
-  CHECK(t["rows"][1]["name"] == "CXRL");
-  for (const auto& r : t["rows"]) {
+  const auto t1 = table(t, "1");
+  REQUIRE(t1.at("rows").size() == 3);
+  CHECK(t1["rows"][0]["name"] == "Anchor");
+  CHECK(t1["rows"][1]["name"] == "CXRL");
+  CHECK(t1["rows"][2]["name"] == "Real PA test images (reference)");
+  CHECK_FALSE(t1["rows"][2]["metrics"]["judge_clip"].contains("delta"));
+  for (const auto& r : t1["rows"]) {
     INFO(r.dump());
-    CHECK(r["r_align"]["mean"].get<double>() <= 0.0);
-    CHECK(r["auroc"]["mean"].get<double>() >= 0.0);
-    CHECK(r["auroc"]["mean"].get<double>() <= 1.0);
-    CHECK(std::abs(r["clip_similarity"]["mean"].get<double>()) <= 1.0);
-    CHECK(r["fid"]["mean"].get<double>() >= 0.0);
-    CHECK(std::isfinite(r["fid"]["mean"].get<double>()));
-    CHECK(std::abs(r["msssim"]["mean"].get<double>()) <= 1.0);
-    CHECK(r["auroc_per_observation"].size() >= 1);
+    const auto& m = r["metrics"];
+    CHECK(m["judge_r_align"]["mean"].get<double>() <= 0.0);
+    CHECK(m["reward_r_align"]["mean"].get<double>() <= 0.0);
+    CHECK(m["judge_auroc"]["mean"].get<double>() >= 0.0);
+    CHECK(m["judge_auroc"]["mean"].get<double>() <= 1.0);
+    CHECK(std::abs(m["judge_clip"]["mean"].get<double>()) <= 1.0);
+    CHECK(m["reward_r_diag"]["mean"].get<double>() >= 0.0);
+    CHECK(m["midline_tilt_deg"]["mean"].get<double>() >= 0.0);
   }
+  // The run's cells carry the difference to the anchor and its interval, which contains it.
+  for (const char* k : {"judge_r_align", "judge_clip", "reward_r_consist"}) {
+    INFO(k);
+    const auto& c = t1["rows"][1]["metrics"][k];
+    CHECK(c["ci"][0].get<double>() <= c["delta"].get<double>() + 1e-12);
+    CHECK(c["delta"].get<double>() <= c["ci"][1].get<double>() + 1e-12);
+    CHECK(c["delta"].get<double>() == Approx(c["mean"].get<double>() - t1["rows"][0]["metrics"][k]["mean"].get<double>()));
+  }
+  const auto t2 = table(t, "2a");
+  for (const auto& r : t2["rows"]) {
+    CHECK(r["metrics"]["fid"]["mean"].get<double>() >= 0.0);
+    CHECK(std::abs(r["metrics"]["msssim"]["mean"].get<double>()) <= 1.0);
+  }
+  CHECK(table(t, "3")["metrics"].size() >= 1);
+  CHECK(t["n_reports"] == 12);
   std::ifstream md(fs::path(e.out) / "tables.md");
   std::stringstream ss;
   ss << md.rdbuf();
-  for (const char* h : {"Table 1", "Table 2a", "Table 2b", "Table 3", "| CXRL | 1 |", "| Anchor | 1 |", "renormalised"}) {
+  for (const char* h : {"Table 1", "Table 2a", "Table 2b", "Table 3", "| CXRL | 1 |", "| Anchor | 1 |", "Δ", "judge"}) {
     INFO(h);
     CHECK(ss.str().find(h) != std::string::npos);
   }
-  // samples.png: real, Anchor, CXRL rows of 3 tiles.
-  CHECK(cxrl::io::read_image(fs::path(e.out) / "samples.png").sizes() == torch::IntArrayRef({1, 3 * 34 + 2, 3 * 34 + 2}));
+  // samples.png: real, Anchor, CXRL rows of 3 tiles upscaled ×3, reports under the columns.
+  const auto sheet = cxrl::io::read_image(fs::path(e.out) / "samples.png", 3);
+  CHECK(sheet.size(1) > 3 * 3 * image_side());
+  CHECK(sheet.size(2) > 3 * 3 * image_side());
+  // A second evaluation reuses the cached scores and gives the same numbers.
+  CHECK(cxrl_mimic::run_evaluate(e)["tables"] == t["tables"]);
   fs::remove_all(root);
 }
 

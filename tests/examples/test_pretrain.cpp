@@ -16,10 +16,15 @@ cxrl_mimic::PretrainOptions tiny_pretrain(const std::filesystem::path& out) {
   o.out = out.string();
   o.tokenizer = std::string(CXRL_TEST_DATA) + "/clip_tokenizer";
   o.resolution = 16;
+  o.vae_block_out_channels = {16, 16};  // f = 2: 2 × 8² latents
+  o.latent_channels = 2;
+  o.vae_steps = 3;
+  o.vae_batch_size = 2;
   o.steps = 4;
   o.batch_size = 2;
+  o.warmup_steps = 1;
   o.n_train = 8;
-  o.block_out_channels = {8, 16};
+  o.block_out_channels = {16, 16};
   o.text_hidden = 8;
   o.text_layers = 1;
   o.checkpoint_every = 2;
@@ -36,18 +41,24 @@ TEST_CASE("pretrain writes a diffusers folder that loads and samples like RoentG
   cxrl_mimic::run_pretrain(o, {{"steps", o.steps}});
 
   for (const char* f : {"model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                        "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
                         "text_encoder/config.json", "text_encoder/model.safetensors", "tokenizer/vocab.json",
                         "tokenizer/merges.txt", "scheduler/scheduler_config.json", "pretrain_config.json"}) {
     INFO(f);
     CHECK(fs::exists(out / f));
   }
   CHECK_FALSE(fs::exists(out / "checkpoints"));  // resumable state is dropped once the run completes
+  CHECK_FALSE(fs::exists(out / "stage1_vae"));
   CHECK(cxrl::io::SafeTensorsFile(out / "unet" / "diffusion_pytorch_model.safetensors").info("conv_in.weight").dtype ==
         torch::kFloat16);
 
   auto sd = cxrl::diffusion::StableDiffusion::from_pretrained(out);
-  CHECK_FALSE(sd.is_latent());
-  CHECK(sd.sample_shape() == std::vector<int64_t>{1, 16, 16});
+  CHECK(sd.is_latent());
+  CHECK(sd.sample_shape() == std::vector<int64_t>{2, 8, 8});
+  CHECK(sd.image_shape() == std::vector<int64_t>{1, 16, 16});
+  // The latent scale was measured (1 / std of the training latents), not SD's 0.18215.
+  CHECK(sd.vae->config().scaling_factor > 0);
+  CHECK(sd.vae->config().scaling_factor != Approx(0.18215));
   auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
   cxrl::diffusion::GenerateOptions g;
   g.num_inference_steps = 3;

@@ -7,6 +7,8 @@
 #include <cxrl/cxr/align_reward.hpp>
 #include <cxrl/cxr/consist_reward.hpp>
 #include <cxrl/cxr/diag_reward.hpp>
+#include <cxrl/cxr/reward_model_files.hpp>
+#include <cxrl/cxr/reward_training.hpp>
 
 #include <cmath>
 #include <filesystem>
@@ -87,19 +89,18 @@ TEST_CASE("train-rewards at a tiny config writes loadable rewards and sane metri
   }
   const auto batch = torch::stack(imgs);
 
-  auto align = cxrl::cxr::AlignReward::load(out / "posture_net.safetensors", cxrl_mimic::phantom_posture_config(o));
+  auto align = cxrl::cxr::AlignReward::load(out / "posture_net.safetensors", cxrl::cxr::posture_net_config_of(out / "posture_net.safetensors"));
   const auto ra = align.score(batch, reports);
   CHECK(ra.sizes() == torch::IntArrayRef({4}));
   CHECK(torch::isfinite(ra).all().item<bool>());
   CHECK((ra <= 0).all().item<bool>());
 
-  auto clf = cxrl::cxr::XrvDenseNet::load(out / "xrv_densenet.safetensors", cxrl_mimic::phantom_densenet_config(o),
-                                          torch::kCPU, o.resolution);
+  auto clf = cxrl::cxr::load_xrv_densenet_file(out / "xrv_densenet.safetensors");
   CHECK(clf.resolution() == o.resolution);
   REQUIRE(clf.op_threshs().defined());
   // Compared outputs carry a threshold in (0, 1); the rest are NaN (untrained), as in released xrv weights.
   int calibrated = 0;
-  for (auto [obs, k] : cxrl_mimic::phantom_diag_pairs()) {
+  for (auto [obs, k] : cxrl::cxr::xrv_observation_pairs()) {
     const double t = clf.op_threshs()[k].item<double>();
     CHECK(t > 0.0);
     CHECK(t < 1.0);
@@ -113,16 +114,16 @@ TEST_CASE("train-rewards at a tiny config writes loadable rewards and sane metri
   CHECK((rd >= 0).all().item<bool>());
   CHECK((rd <= 1).all().item<bool>());
 
-  const auto tok = cxrl_mimic::phantom_clip_tokenizer(o);
-  cxrl::cxr::CxrClip clip(cxrl_mimic::phantom_clip_config(o, tok.vocab_size()));
-  clip->load(out / "cxr_clip.safetensors");
+  const auto tok = cxrl::cxr::cxr_clip_tokenizer(o.vocab);
+  auto clip = cxrl::cxr::load_cxr_clip_file(out / "cxr_clip.safetensors");
+  CHECK(clip->config().normalize == cxrl::cxr::ClipNormalize::huggingface);  // recorded in the sidecar
   cxrl::cxr::ConsistReward consist(clip, tok);
   const auto rc = consist.score(batch, reports);
   CHECK(torch::isfinite(rc).all().item<bool>());
   CHECK((rc.abs() <= 1.0 + 1e-5).all().item<bool>());
 
   // A wrong architecture is refused by the strict loaders.
-  auto wrong = cxrl_mimic::phantom_posture_config(o);
+  auto wrong = cxrl::cxr::posture_net_config_of(out / "posture_net.safetensors");
   wrong.width = 8;
   CHECK_THROWS_AS(cxrl::cxr::load_posture_net(out / "posture_net.safetensors", wrong), cxrl::io::CheckpointError);
 
@@ -135,6 +136,7 @@ TEST_CASE("train-rewards at a tiny config writes loadable rewards and sane metri
     CHECK(finite_in(m["posture"]["test_identity_mean_abs_error"][k], 0.0, 10.0));
   }
   CHECK(finite_in(m["posture"]["final_train_loss"], 0.0, 1e6));
+  CHECK(finite_in(m["clip"]["final_train_loss"], 0.0, 1e6));
   int aurocs = 0;
   for (auto& [name, v] : m["diag"]["test_auroc"].items()) {
     INFO(name);
@@ -167,14 +169,14 @@ TEST_CASE("train-rewards at a tiny config writes loadable rewards and sane metri
   fs::remove_all(out);
 }
 
-TEST_CASE("train-rewards threshold calibration: Youden's J and prevalence rules", "[examples][train_rewards]") {
+TEST_CASE("reward training threshold calibration: Youden's J and prevalence rules", "[examples][train_rewards]") {
   // Positives {0.9, 0.8, 0.6}, negatives {0.7, 0.3, 0.2, 0.1}, one unstated row (NaN label) ignored.
   const auto y = torch::tensor({1.f, 1.f, 1.f, 0.f, 0.f, 0.f, 0.f, std::nanf("")});
   const auto p = torch::tensor({0.9f, 0.8f, 0.6f, 0.7f, 0.3f, 0.2f, 0.1f, 0.95f});
   // t = 0.8: J = 2/3; t = 0.6: J = 1 − 1/4 = 0.75 (best); t = 0.3: J = 1 − 2/4.
-  CHECK(cxrl_mimic::calibrate_threshold(y, p, "youden") == Approx(0.6));
+  CHECK(cxrl::cxr::calibrate_threshold(y, p, cxrl::cxr::ThresholdRule::youden) == Approx(0.6));
   // Prevalence 3/7: the 3rd highest score among stated rows (the NaN-labelled 0.95 is ignored).
-  CHECK(cxrl_mimic::calibrate_threshold(y, p, "prevalence") == Approx(0.7));
+  CHECK(cxrl::cxr::calibrate_threshold(y, p, cxrl::cxr::ThresholdRule::prevalence) == Approx(0.7));
   // One class only: not calibratable.
-  CHECK(std::isnan(cxrl_mimic::calibrate_threshold(torch::tensor({1.f, 1.f}), torch::tensor({0.2f, 0.4f}), "youden")));
+  CHECK(std::isnan(cxrl::cxr::calibrate_threshold(torch::tensor({1.f, 1.f}), torch::tensor({0.2f, 0.4f}), cxrl::cxr::ThresholdRule::youden)));
 }
