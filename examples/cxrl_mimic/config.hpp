@@ -4,6 +4,8 @@
 // types in the file are errors that name the file, the key and what was expected.
 #pragma once
 
+#include <cxrl/io/json_file.hpp>
+
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -16,18 +18,7 @@
 
 namespace cxrl_mimic {
 
-/// Writes @p j as indented JSON, atomically (temp file + rename), creating the parent folder.
-inline void write_json(const std::filesystem::path& p, const nlohmann::json& j) {
-  std::filesystem::create_directories(p.parent_path());
-  auto tmp = p;
-  tmp += ".tmp";
-  {
-    std::ofstream f(tmp);
-    f << j.dump(2) << '\n';
-    if (!f) throw std::runtime_error(tmp.string() + ": write failed");
-  }
-  std::filesystem::rename(tmp, p);
-}
+using cxrl::io::write_json;  // atomic JSON files
 
 class Settings {
  public:

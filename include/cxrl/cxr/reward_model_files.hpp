@@ -18,6 +18,7 @@
 #include <cxrl/cxr/posture.hpp>
 #include <cxrl/cxr/reward_models.hpp>
 #include <cxrl/cxr/xrv_densenet.hpp>
+#include <cxrl/io/json_file.hpp>
 #include <cxrl/io/safetensors.hpp>
 #include <cxrl/nn/torchscript.hpp>
 #include <cxrl/text/wordpiece.hpp>
@@ -99,17 +100,7 @@ inline void need_file(const std::filesystem::path& p, const std::string& what) {
   if (!std::filesystem::is_regular_file(p)) throw io::CheckpointError(what + " not found: " + p.string());
 }
 
-inline void write_json(const std::filesystem::path& p, const nlohmann::json& j) {
-  std::filesystem::create_directories(p.parent_path());
-  auto tmp = p;
-  tmp += ".tmp";
-  {
-    std::ofstream f(tmp);
-    f << j.dump(2) << '\n';
-    if (!f) throw std::runtime_error(tmp.string() + ": write failed");
-  }
-  std::filesystem::rename(tmp, p);
-}
+using io::write_json;
 
 }  // namespace files_detail
 

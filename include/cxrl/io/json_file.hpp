@@ -1,0 +1,27 @@
+/// @file
+/// @brief JSON files written atomically (sidecars, configs, metrics), so that a crash never leaves half a file.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+namespace cxrl::io {
+
+/// @brief Writes @p j as indented JSON to @p p through a temp file and a rename, creating the parent folder.
+/// @throws std::runtime_error naming the file when the write fails
+inline void write_json(const std::filesystem::path& p, const nlohmann::json& j) {
+  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+  auto tmp = p;
+  tmp += ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << j.dump(2) << '\n';
+    if (!f) throw std::runtime_error(tmp.string() + ": write failed");
+  }
+  std::filesystem::rename(tmp, p);
+}
+
+}  // namespace cxrl::io
