@@ -11,6 +11,7 @@
 
 #include <cxrl/core/baselines.hpp>
 #include <cxrl/core/ddim_sampler.hpp>
+#include <cxrl/core/epoch_log.hpp>
 #include <cxrl/core/reward_sum.hpp>
 #include <cxrl/core/trainer.hpp>
 #include <cxrl/core/trainer_state.hpp>
@@ -228,4 +229,21 @@ TEST_CASE("PerPromptStats state round-trips, and a resumed run with it matches a
   load_trainer_state(t3, partial, "memory");
   t3.train(2);
   CHECK_FALSE(identical(snapshot(straight), snapshot(lost)));
+}
+
+TEST_CASE("reward_curves: a panel per term with the anchor only where it was sampled; KL and clipping on their own axes", "[core][curves]") {
+  std::vector<nlohmann::json> h;
+  for (int e = 1; e <= 3; ++e)
+    h.push_back({{"epoch", e}, {"reward/total", 0.1 * e}, {"train/approx_kl", 1e-4 * e}, {"train/clipfrac", 0.6},
+                 {"reward/align/policy_score", -0.1}, {"reward/align/policy_score_se", 0.01},
+                 {"reward/diag/policy_score", 0.5 + 0.1 * e}, {"reward/diag/policy_score_se", 0.02},
+                 {"reward/diag/anchor_score", 0.5}, {"reward/diag/anchor_score_se", 0.02}});
+  const auto p = cxrl::core::reward_curves(h);
+  REQUIRE(p.size() == 5);  // align, diag, training reward, KL, clip fraction
+  CHECK(p[0].series.size() == 1);  // align: never compared, no anchor curve
+  REQUIRE(p[1].series.size() == 2);
+  CHECK(p[1].series[0].y == std::vector<double>{0.6, 0.7, 0.8});
+  CHECK(p[1].series[1].se == std::vector<double>{0.02, 0.02, 0.02});
+  CHECK(p[3].series[0].y[2] == Approx(3e-4));
+  CHECK(p[4].series[0].y == std::vector<double>{0.6, 0.6, 0.6});
 }

@@ -61,7 +61,7 @@ inline nlohmann::json epoch_record(const EpochStats& s, double lr) {
 
 /**
  * @brief Reward curves of a run from its epoch records: per reward term the policy's and the anchor's mean score
- *        per epoch with ±SE bands, then the training reward, then the update statistics (approx. KL, clip fraction).
+ *        per epoch with ±SE bands, then the training reward, the approx. KL and the clip fraction.
  * @param history epoch_record()s in epoch order
  * @return one panel per plot, for io::render_panels()
  */
@@ -93,12 +93,10 @@ inline std::vector<io::Panel> reward_curves(const std::vector<nlohmann::json>& h
     panels.push_back(std::move(p));
   }
   panels.push_back({"training reward (λ-weighted sum)", "epoch", "reward", {{"policy", x, col("reward/total"), {}, io::palette(0)}}});
-  panels.push_back({"update", "epoch", "", {{"approx. KL × 1e3", x, [&] {
-                                               auto v = col("train/approx_kl");
-                                               for (auto& e : v) e *= 1e3;
-                                               return v;
-                                             }(), {}, io::palette(2)},
-                                             {"clip fraction", x, col("train/clipfrac"), {}, io::palette(3)}}});
+  // KL and clip fraction on separate axes: they differ by orders of magnitude, and a shared axis hid a 0.7 clip
+  // fraction under a KL spike.
+  panels.push_back({"approx. KL (PPO)", "epoch", "KL", {{"approx. KL", x, col("train/approx_kl"), {}, io::palette(2)}}});
+  panels.push_back({"clip fraction (PPO)", "epoch", "fraction", {{"clipped samples", x, col("train/clipfrac"), {}, io::palette(3)}}});
   return panels;
 }
 
