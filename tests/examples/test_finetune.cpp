@@ -282,6 +282,17 @@ TEST_CASE("finetune refuses bad settings before any long work", "[finetune]") {
   bad = o;
   bad.assets.roentgen = "/nonexistent/roentgen";
   CHECK_THROWS_WITH(finetune(bad), Catch::Contains("/nonexistent/roentgen") && Catch::Contains("model_index.json"));
+  // A model file that exists but is cut short fails while loading, after the folder was created: the folder must
+  // not count as a run, so the same command with good assets starts in it.
+  bad = o;
+  const auto cut = root / "cut_densenet.safetensors";
+  fs::create_directories(root);
+  {
+    const auto bytes = cxrl::io::read_file_bytes(fs::path(o.assets.densenet_file()));
+    std::ofstream(cut, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size() / 2));
+  }
+  bad.assets.xrv_densenet = cut.string();
+  CHECK_THROWS_WITH(finetune(bad), Catch::Contains("cut_densenet.safetensors"));
 
   finetune(o);
   CHECK_THROWS_WITH(finetune(o), Catch::Contains("already holds a run") && Catch::Contains("--resume"));
