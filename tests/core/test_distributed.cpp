@@ -12,6 +12,7 @@
 #include <cxrl/diffusion/ddim.hpp>
 #include <cxrl/io/safetensors.hpp>
 
+#include "sd_sampler.hpp"
 #include "../../docs/examples/region_brightness_reward.cpp"
 #include "../../docs/examples/toy_policy.cpp"
 
@@ -48,20 +49,7 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
-DdimSampler sampler() {
-  DdimSamplerConfig cfg;
-  cfg.num_steps = 4;
-  cfg.eta = 1.0;
-  cfg.guidance_scale = 1.0;
-  cxrl::diffusion::DDIMSchedulerConfig sched;
-  sched.steps_offset = 1;
-  sched.beta_schedule = cxrl::diffusion::BetaSchedule::scaled_linear;
-  sched.beta_start = 0.00085;
-  sched.beta_end = 0.012;
-  sched.set_alpha_to_one = false;
-  sched.clip_sample = false;
-  return DdimSampler(cxrl::diffusion::DDIMScheduler{sched}, cfg);
-}
+DdimSampler sampler() { return sd_sampler(); }
 
 std::vector<std::string> prompts(int64_t n, at::Generator& gen) {
   auto pick = torch::randint(3, {n}, gen, torch::kLong);

@@ -17,6 +17,7 @@
 #include <cxrl/core/trainer_state.hpp>
 #include <cxrl/diffusion/ddim.hpp>
 
+#include "sd_sampler.hpp"
 #include "../../docs/examples/counting_sampler.cpp"
 #include "../../docs/examples/region_brightness_reward.cpp"
 #include "../../docs/examples/toy_policy.cpp"
@@ -28,20 +29,7 @@ using cxrl_examples::ToyPolicy;
 
 namespace {
 
-DdimSampler sampler(int64_t steps = 4, double guidance = 1.0) {
-  DdimSamplerConfig cfg;
-  cfg.num_steps = steps;
-  cfg.eta = 1.0;
-  cfg.guidance_scale = guidance;
-  cxrl::diffusion::DDIMSchedulerConfig sched;
-  sched.steps_offset = 1;
-  sched.beta_schedule = cxrl::diffusion::BetaSchedule::scaled_linear;
-  sched.beta_start = 0.00085;
-  sched.beta_end = 0.012;
-  sched.set_alpha_to_one = false;
-  sched.clip_sample = false;
-  return DdimSampler(cxrl::diffusion::DDIMScheduler{sched}, cfg);
-}
+DdimSampler sampler(int64_t steps = 4, double guidance = 1.0) { return sd_sampler(steps, guidance); }
 
 // A reward of the prompt alone: identical for a sample and its anchor.
 struct PromptLength {
