@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Crash recovery: a short finetune run is killed with SIGKILL again and again (after random delays, and right when
 # a checkpoint write is under way) and resumed each time until it finishes; its adapters must equal, byte for byte,
-# those of the same run left alone. Usage: kill_resume.sh CXRL_MIMIC OUT_DIR [KILLS]
+# those of the same run left alone. First, without kills, a run stopped after 2 epochs and resumed to 6 must also match
+# (a resumed process starts with an empty prompt cache, which once made epoch 6 drift by a few ulps). Usage: kill_resume.sh CXRL_MIMIC OUT_DIR [KILLS]
 set -euo pipefail
 bin=$1
 out=$2
 kills=${3:-10}
 rm -rf "$out"
 mkdir -p "$out"
-args=(finetune --epochs 6 --steps 2 --batch_size 2 --num_batches 1 --train_batch_size 2 --n_prompts 16 --grid_prompts 0
+args=(finetune --steps 2 --batch_size 2 --num_batches 1 --train_batch_size 2 --n_prompts 16 --grid_prompts 0
       --learning_rate 1e-2 --threads 1 --quiet)
-"$bin" "${args[@]}" --out "$out/straight" > /dev/null
+"$bin" "${args[@]}" --epochs 6 --out "$out/straight" > /dev/null
+"$bin" "${args[@]}" --out "$out/two_then_six" --epochs 2 > /dev/null
+"$bin" "${args[@]}" --out "$out/two_then_six" --epochs 6 --resume > /dev/null
+cmp "$out/straight/adapters.safetensors" "$out/two_then_six/adapters.safetensors"
+echo "kill_resume: 2 epochs, then --resume to 6: adapters identical to the uninterrupted run"
 run="$out/killed"
 RANDOM=7
 n=0
@@ -18,7 +23,7 @@ in_write=0
 while [ ! -f "$run/adapters.safetensors" ]; do
   resume=()
   [ -f "$run/config.json" ] && resume=(--resume)
-  "$bin" "${args[@]}" --out "$run" "${resume[@]}" > /dev/null 2>&1 &
+  "$bin" "${args[@]}" --epochs 6 --out "$run" "${resume[@]}" > /dev/null 2>&1 &
   pid=$!
   if [ "$n" -ge "$kills" ]; then
     wait "$pid"

@@ -264,20 +264,21 @@ class LoraAcePolicy {
       if (it != cache_.end()) rows[i] = it->second;
       else todo.push_back(i);
     }
-    if (!todo.empty()) {
-      const auto L = tokenizer_->model_max_length();
-      auto ids = torch::empty({static_cast<int64_t>(todo.size()), L}, torch::kLong);
-      for (std::size_t j = 0; j < todo.size(); ++j) {
-        const auto e = tokenizer_->encode_padded(prompts[todo[j]]);
-        ids[static_cast<int64_t>(j)].copy_(torch::tensor(e.input_ids, torch::kLong));
+    // One prompt per forward pass: a GEMM's rounding depends on how many rows it multiplies, so a prompt encoded
+    // inside a larger batch would give a cached row that depends on which batch met it first, and a resumed run (whose
+    // cache starts empty) would drift from an uninterrupted one by a few ulps.
+    const auto L = tokenizer_->model_max_length();
+    const auto dev = text_encoder_->text_model->final_layer_norm->weight.device();
+    for (const auto i : todo) {
+      if (auto it = cache_.find(prompts[i]); it != cache_.end()) {  // a repeat within this batch
+        rows[i] = it->second;
+        continue;
       }
-      const auto dev = text_encoder_->text_model->final_layer_norm->weight.device();
+      const auto e = tokenizer_->encode_padded(prompts[i]);
+      auto ids = torch::tensor(e.input_ids, torch::kLong).view({1, L});
       // SD v1 pipelines pass no attention_mask: padding tokens are attended to (causally) as in training.
-      auto h = text_encoder_->forward(ids.to(dev)).last_hidden_state;
-      for (std::size_t j = 0; j < todo.size(); ++j) {
-        rows[todo[j]] = h[static_cast<int64_t>(j)];
-        remember(prompts[todo[j]], rows[todo[j]]);
-      }
+      rows[i] = text_encoder_->forward(ids.to(dev)).last_hidden_state[0];
+      remember(prompts[i], rows[i]);
     }
     return torch::stack(rows);
   }
