@@ -1,7 +1,9 @@
 // CLIPTextModel beyond the golden fixture: ViT-L/14 parameter count, checkpoints with/without position_ids,
 // dtype conversion, activations, pooling rules and config/checkpoint errors.
 #include <cxrl/io/safetensors.hpp>
+#include <cxrl/nn/activation.hpp>
 #include <cxrl/nn/clip_text_model.hpp>
+#include <cxrl/nn/diffusers_config.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -27,7 +29,7 @@ TEST_CASE("CLIP ViT-L/14 text encoder has the reference parameter count", "[nn][
   const auto dir = kData / "sd15_configs";
   const auto cfg = CLIPTextConfig::load(dir / "clip_vit_l14_text_config.json");
   const auto ref = read_json(dir / "params.json").at("clip_vit_l14_text_encoder");
-  CHECK(cfg.hidden_act == "quick_gelu");
+  CHECK(cfg.hidden_act == Activation::quick_gelu);
   CLIPTextModel m(cfg);
   int64_t params = 0, tensors = 0, elements = 0;
   for (const auto& p : m->named_parameters()) params += p.value().numel(), ++tensors, elements += p.value().numel();
@@ -80,10 +82,13 @@ TEST_CASE("CLIP text model in float64 keeps integer position_ids and matches flo
 
 TEST_CASE("CLIP activations, pooling rules and causal mask", "[nn][clip_text]") {
   auto x = torch::linspace(-4, 4, 101, torch::kFloat64);
-  CHECK(torch::allclose(clip_activation(x, "quick_gelu"), x / (1 + torch::exp(-1.702 * x))));
-  CHECK(torch::allclose(clip_activation(x, "gelu"), 0.5 * x * (1 + torch::erf(x / std::sqrt(2.0)))));
-  CHECK(torch::allclose(clip_activation(x, "gelu_new"),
+  CHECK(torch::allclose(activation(Activation::quick_gelu, x), x / (1 + torch::exp(-1.702 * x))));
+  CHECK(torch::allclose(activation(Activation::gelu, x), 0.5 * x * (1 + torch::erf(x / std::sqrt(2.0)))));
+  CHECK(torch::allclose(activation(Activation::gelu_tanh, x),
                         0.5 * x * (1 + torch::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x.pow(3)))), 1e-9, 1e-9));
+  CHECK(torch::allclose(activation(Activation::silu, x), x / (1 + torch::exp(-x))));
+  CHECK(torch::allclose(activation(Activation::mish, x), x * torch::tanh(torch::log1p(torch::exp(x)))));
+  CHECK(torch::equal(activation(Activation::relu, x), x.clamp_min(0)));
 
   CLIPTextConfig c;
   c.vocab_size = 50, c.hidden_size = 8, c.intermediate_size = 16, c.num_hidden_layers = 1, c.num_attention_heads = 2;
@@ -107,6 +112,54 @@ TEST_CASE("CLIP activations, pooling rules and causal mask", "[nn][clip_text]") 
   CHECK(mask[0][0][0][1].item<float>() == std::numeric_limits<float>::lowest());
   CHECK(mask[0][0][1][0].item<float>() == 0.0f);
   CHECK_THROWS_AS(m->forward(torch::zeros({1, 78}, torch::kLong)), std::invalid_argument);
+}
+
+TEST_CASE("Activation names of diffusers and transformers parse once, with the allowed names in errors", "[nn][activation]") {
+  const std::vector<std::pair<std::string, Activation>> diffusers{
+      {"silu", Activation::silu}, {"swish", Activation::silu}, {"mish", Activation::mish},
+      {"gelu", Activation::gelu}, {"relu", Activation::relu}};
+  const std::vector<std::pair<std::string, Activation>> transformers{
+      {"quick_gelu", Activation::quick_gelu}, {"gelu", Activation::gelu}, {"gelu_new", Activation::gelu_tanh},
+      {"gelu_pytorch_tanh", Activation::gelu_tanh}, {"relu", Activation::relu}};
+  CHECK(activation_names(ActivationNaming::diffusers).size() == diffusers.size());
+  CHECK(activation_names(ActivationNaming::transformers).size() == transformers.size());
+  for (const auto& [s, a] : diffusers) {
+    CHECK(parse_diffusers_activation(s) == a);
+    nlohmann::json j{{"act_fn", s}, {"time_embedding_act_fn", s}};
+    DiffusersConfigReader r(j, "x/config.json");
+    CHECK(r.activation("act_fn", Activation::relu) == a);
+    CHECK(r.opt_activation("time_embedding_act_fn") == a);
+  }
+  for (const auto& [s, a] : transformers) {
+    CHECK(parse_transformers_activation(s) == a);
+    // Written back under its canonical name, which reads back as the same activation.
+    CHECK(parse_transformers_activation(name(a)) == a);
+    CLIPTextConfig c;
+    c.hidden_act = a;
+    CHECK(CLIPTextConfig::from_json(c.to_json()).hidden_act == a);
+  }
+  CHECK(name(Activation::gelu_tanh) == "gelu_pytorch_tanh");
+  CHECK_THROWS_WITH(parse_diffusers_activation("tanh"),
+                    Catch::Contains("\"tanh\"") && Catch::Contains("allowed: silu, swish, mish, gelu, relu"));
+  CHECK_THROWS_WITH(parse_transformers_activation("swish"),
+                    Catch::Contains("allowed: quick_gelu, gelu, gelu_new, gelu_pytorch_tanh, relu"));
+  CHECK_THROWS_AS(parse_diffusers_activation("quick_gelu"), std::invalid_argument);
+
+  nlohmann::json j{{"act_fn", "tanh"}, {"t", nullptr}, {"norm", "film"}, {"num", 3}};
+  DiffusersConfigReader r(j, "x/config.json");
+  CHECK_THROWS_WITH(r.activation("act_fn", Activation::silu),
+                    Catch::Contains("x/config.json") && Catch::Contains("'act_fn'") &&
+                        Catch::Contains("allowed: silu, swish, mish, gelu, relu"));
+  CHECK_THROWS_WITH(r.activation("num", Activation::silu), Catch::Contains("'num'") && Catch::Contains("allowed: silu"));
+  CHECK(r.activation("absent", Activation::mish) == Activation::mish);
+  CHECK_FALSE(r.opt_activation("t").has_value());
+  CHECK_FALSE(r.opt_activation("absent").has_value());
+  CHECK(r.time_embedding_norm("absent", TimeEmbeddingNorm::add) == TimeEmbeddingNorm::add);
+  CHECK_THROWS_WITH(r.time_embedding_norm("norm", TimeEmbeddingNorm::add),
+                    Catch::Contains("'norm'") && Catch::Contains("allowed: default, scale_shift"));
+  CHECK(parse_time_embedding_norm("default") == TimeEmbeddingNorm::add);
+  CHECK(parse_time_embedding_norm(name(TimeEmbeddingNorm::scale_shift)) == TimeEmbeddingNorm::scale_shift);
+  CHECK_THROWS_WITH(parse_time_embedding_norm("add"), Catch::Contains("allowed: default, scale_shift"));
 }
 
 TEST_CASE("CLIPTextConfig errors name the field", "[nn][clip_text]") {

@@ -37,7 +37,7 @@ class VAEMidBlockImpl : public torch::nn::Module {
   /// @param channels channels C (attention: one head of width C)
   /// @param groups GroupNorm groups
   /// @param act activation
-  VAEMidBlockImpl(int64_t channels, int64_t groups, const std::string& act) {
+  VAEMidBlockImpl(int64_t channels, int64_t groups, Activation act) {
     ResnetBlock2DOptions r;
     r.in_channels = r.out_channels.emplace(channels);
     r.temb_channels = std::nullopt;
@@ -85,7 +85,7 @@ class VAEBlockImpl : public torch::nn::Module {
   /// @param groups GroupNorm groups
   /// @param act activation
   /// @param sampler 0 none, -1 Downsample2D ("downsamplers"), +1 Upsample2D ("upsamplers")
-  VAEBlockImpl(int64_t in_channels, int64_t out_channels, int64_t num_layers, int64_t groups, const std::string& act,
+  VAEBlockImpl(int64_t in_channels, int64_t out_channels, int64_t num_layers, int64_t groups, Activation act,
                int sampler) {
     resnets = register_module("resnets", torch::nn::ModuleList());
     for (int64_t i = 0; i < num_layers; ++i) {
@@ -172,7 +172,7 @@ class VAEEncoderImpl : public torch::nn::Module {
   Conv2d conv_out{nullptr};                    ///< to 2·latent channels
 
  private:
-  std::string act_;
+  Activation act_;
   std::vector<VAEBlock> blocks_;
 };
 /// @brief Holder for VAEEncoderImpl.
@@ -220,7 +220,7 @@ class VAEDecoderImpl : public torch::nn::Module {
   Conv2d conv_out{nullptr};                  ///< to image channels
 
  private:
-  std::string act_;
+  Activation act_;
   std::vector<VAEBlock> blocks_;
 };
 /// @brief Holder for VAEDecoderImpl.

@@ -2,6 +2,7 @@
 /// @brief diffusers `AutoencoderKL` config.json, parsed and validated without LibTorch.
 #pragma once
 
+#include <cxrl/nn/activation.hpp>
 #include <cxrl/nn/diffusers_config.hpp>
 
 #include <nlohmann/json.hpp>
@@ -23,7 +24,7 @@ struct AutoencoderKLConfig {
   std::vector<std::string> up_block_types{"UpDecoderBlock2D"};
   std::vector<int64_t> block_out_channels{64};  ///< channels per level
   int64_t layers_per_block = 1;                 ///< resnets per encoder block (decoder: +1)
-  std::string act_fn = "silu";                  ///< activation
+  Activation act_fn = Activation::silu;         ///< activation (config: a diffusers name)
   int64_t latent_channels = 4;                  ///< latent channels
   int64_t norm_num_groups = 32;                 ///< GroupNorm groups (eps 1e-6 everywhere)
   int64_t sample_size = 32;                     ///< informational
@@ -43,7 +44,7 @@ struct AutoencoderKLConfig {
     c.up_block_types = r.strings("up_block_types", c.up_block_types, {"UpDecoderBlock2D"});
     c.block_out_channels = r.int_or_list("block_out_channels", c.block_out_channels);
     c.layers_per_block = r.integer("layers_per_block", c.layers_per_block);
-    c.act_fn = r.string("act_fn", c.act_fn, {"silu", "swish", "mish", "gelu", "relu"});
+    c.act_fn = r.activation("act_fn", c.act_fn);
     c.latent_channels = r.integer("latent_channels", c.latent_channels);
     c.norm_num_groups = r.integer("norm_num_groups", c.norm_num_groups);
     c.sample_size = r.integer("sample_size", c.sample_size);

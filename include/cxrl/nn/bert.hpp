@@ -12,6 +12,8 @@
 #pragma once
 
 #include <cxrl/io/state_dict.hpp>
+#include <cxrl/nn/activation.hpp>
+#include <cxrl/nn/layers.hpp>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -31,7 +33,7 @@ struct BertConfig {
   int64_t num_hidden_layers = 12;          ///< encoder layers
   int64_t num_attention_heads = 12;        ///< heads (must divide hidden_size)
   int64_t intermediate_size = 3072;        ///< FFN width
-  std::string hidden_act = "gelu";         ///< "gelu" (exact erf), "gelu_new"/"gelu_pytorch_tanh" (tanh), "relu"
+  Activation hidden_act = Activation::gelu;  ///< config: a transformers name ("gelu" = exact erf form)
   double hidden_dropout_prob = 0.1;        ///< dropout on sub-layer outputs (training only)
   double attention_probs_dropout_prob = 0.1;  ///< dropout on attention weights (training only)
   int64_t max_position_embeddings = 512;   ///< position embedding rows
@@ -52,7 +54,14 @@ struct BertConfig {
       c.num_hidden_layers = j.value("num_hidden_layers", c.num_hidden_layers);
       c.num_attention_heads = j.value("num_attention_heads", c.num_attention_heads);
       c.intermediate_size = j.value("intermediate_size", c.intermediate_size);
-      c.hidden_act = j.value("hidden_act", c.hidden_act);
+      if (j.contains("hidden_act")) {
+        const auto name = j.at("hidden_act").get<std::string>();
+        const auto act = find_activation(name, ActivationNaming::transformers);
+        if (!act)
+          throw std::invalid_argument(source + ": hidden_act '" + name + "' is not one of " +
+                                      allowed_activation_names(ActivationNaming::transformers));
+        c.hidden_act = *act;
+      }
       c.hidden_dropout_prob = j.value("hidden_dropout_prob", c.hidden_dropout_prob);
       c.attention_probs_dropout_prob = j.value("attention_probs_dropout_prob", c.attention_probs_dropout_prob);
       c.max_position_embeddings = j.value("max_position_embeddings", c.max_position_embeddings);
@@ -81,8 +90,6 @@ struct BertConfig {
          "hidden_size (" + std::to_string(hidden_size) + ") must be a multiple of num_attention_heads (" +
              std::to_string(num_attention_heads) + ")");
     need(max_position_embeddings > 0 && type_vocab_size > 0, "max_position_embeddings and type_vocab_size must be > 0");
-    need(hidden_act == "gelu" || hidden_act == "gelu_new" || hidden_act == "gelu_pytorch_tanh" || hidden_act == "relu",
-         "hidden_act '" + hidden_act + "' is not one of gelu, gelu_new, gelu_pytorch_tanh, relu");
   }
 };
 
@@ -195,11 +202,7 @@ class BertLayerImpl : public torch::nn::Module {
   /// @param additive_mask [B, 1, 1, L]
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& additive_mask) {
     auto a = attention(h, additive_mask);
-    auto i = intermediate_dense(a);
-    if (act_ == "gelu") i = torch::gelu(i);  // exact erf form
-    else if (act_ == "relu") i = torch::relu(i);
-    else i = torch::gelu(i, "tanh");
-    return output(i, a);
+    return output(activation(act_, intermediate_dense(a)), a);
   }
   BertAttention attention{nullptr};               ///< self-attention block
   std::shared_ptr<torch::nn::Module> intermediate;  ///< holds `dense` (key `intermediate.dense`)
@@ -207,7 +210,7 @@ class BertLayerImpl : public torch::nn::Module {
   BertResidualOutput output{nullptr};             ///< intermediate → hidden + LN
 
  private:
-  std::string act_;
+  Activation act_;
 };
 TORCH_MODULE(BertLayer);
 

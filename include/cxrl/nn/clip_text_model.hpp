@@ -12,6 +12,8 @@
 
 #include <cxrl/io/safetensors.hpp>
 #include <cxrl/io/state_dict.hpp>
+#include <cxrl/nn/activation.hpp>
+#include <cxrl/nn/layers.hpp>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -46,7 +48,7 @@ struct CLIPTextConfig {
   int64_t num_hidden_layers = 12;          ///< encoder layers
   int64_t num_attention_heads = 8;         ///< heads per layer
   int64_t max_position_embeddings = 77;    ///< position table size (context length)
-  std::string hidden_act = "quick_gelu";   ///< quick_gelu | gelu | gelu_new | gelu_pytorch_tanh | relu
+  Activation hidden_act = Activation::quick_gelu;  ///< config: quick_gelu | gelu | gelu_new | gelu_pytorch_tanh | relu
   double layer_norm_eps = 1e-5;            ///< LayerNorm epsilon
   double attention_dropout = 0.0;          ///< ignored (inference; the frozen encoder never trains)
   int64_t pad_token_id = 1;                ///< config value (the SD tokenizer pads with 49407 regardless)
@@ -86,7 +88,12 @@ struct CLIPTextConfig {
     if (j.contains("hidden_act")) {
       if (!j["hidden_act"].is_string())
         throw std::invalid_argument(source + ": field 'hidden_act' must be a string, got " + j["hidden_act"].dump());
-      c.hidden_act = j["hidden_act"].get<std::string>();
+      const auto name = j["hidden_act"].get<std::string>();
+      const auto act = find_activation(name, ActivationNaming::transformers);
+      if (!act)
+        throw std::invalid_argument(source + ": hidden_act '" + name + "' is not supported (allowed: " +
+                                    allowed_activation_names(ActivationNaming::transformers) + ")");
+      c.hidden_act = *act;
     }
     c.validate(source);
     return c;
@@ -98,7 +105,7 @@ struct CLIPTextConfig {
             {"vocab_size", vocab_size}, {"hidden_size", hidden_size}, {"intermediate_size", intermediate_size},
             {"projection_dim", projection_dim}, {"num_hidden_layers", num_hidden_layers},
             {"num_attention_heads", num_attention_heads}, {"max_position_embeddings", max_position_embeddings},
-            {"hidden_act", hidden_act}, {"layer_norm_eps", layer_norm_eps}, {"attention_dropout", attention_dropout},
+            {"hidden_act", std::string(name(hidden_act))}, {"layer_norm_eps", layer_norm_eps}, {"attention_dropout", attention_dropout},
             {"pad_token_id", pad_token_id}, {"bos_token_id", bos_token_id}, {"eos_token_id", eos_token_id}};
   }
 
@@ -141,23 +148,9 @@ struct CLIPTextConfig {
     if (hidden_size % num_attention_heads != 0)
       throw std::invalid_argument(source + ": hidden_size (" + std::to_string(hidden_size) +
                                   ") must be divisible by num_attention_heads (" + std::to_string(num_attention_heads) + ")");
-    if (hidden_act != "quick_gelu" && hidden_act != "gelu" && hidden_act != "gelu_new" &&
-        hidden_act != "gelu_pytorch_tanh" && hidden_act != "relu")
-      throw std::invalid_argument(source + ": hidden_act '" + hidden_act +
-                                  "' is not supported (allowed: quick_gelu, gelu, gelu_new, gelu_pytorch_tanh, relu)");
   }
 };
 
-/// @brief Applies a transformers activation by name.
-/// @param x input
-/// @param name activation name (validated by CLIPTextConfig::validate)
-inline torch::Tensor clip_activation(const torch::Tensor& x, const std::string& name) {
-  if (name == "quick_gelu") return x * torch::sigmoid(1.702 * x);  // CLIP's approximation, Radford et al. 2021
-  if (name == "gelu") return torch::gelu(x);                        // exact erf form
-  if (name == "gelu_new" || name == "gelu_pytorch_tanh") return torch::gelu(x, "tanh");
-  if (name == "relu") return torch::relu(x);
-  throw std::invalid_argument("clip_activation: unknown activation '" + name + "'");
-}
 
 /// @brief Token + position embeddings (`text_model.embeddings`).
 class CLIPTextEmbeddingsImpl : public torch::nn::Module {
@@ -232,12 +225,12 @@ class CLIPMLPImpl : public torch::nn::Module {
   }
   /// @brief fc2(act(fc1(x))).
   /// @param x [..., hidden]
-  torch::Tensor forward(const torch::Tensor& x) { return fc2(clip_activation(fc1(x), act_)); }
+  torch::Tensor forward(const torch::Tensor& x) { return fc2(activation(act_, fc1(x))); }
   torch::nn::Linear fc1{nullptr};  ///< up-projection
   torch::nn::Linear fc2{nullptr};  ///< down-projection
 
  private:
-  std::string act_;
+  Activation act_;
 };
 TORCH_MODULE(CLIPMLP);
 

@@ -2,6 +2,8 @@
 /// @brief Reading diffusers `config.json` files with errors that name the file, the key and what is allowed.
 #pragma once
 
+#include <cxrl/nn/activation.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <climits>
@@ -115,6 +117,29 @@ class DiffusersConfigReader {
   std::optional<std::string> opt_string(const std::string& key, const std::vector<std::string>& allowed = {}) const {
     if (!has(key)) return std::nullopt;
     return string(key, "", allowed);
+  }
+  /// @brief A diffusers activation name (`get_activation`'s names), mapped to its enum here so the models never
+  ///        compare strings.
+  /// @param key config key
+  /// @param def default when absent
+  Activation activation(const std::string& key, Activation def) const {
+    if (!j_.contains(key)) return def;
+    std::vector<std::string> allowed;
+    for (const auto& n : activation_names(ActivationNaming::diffusers)) allowed.emplace_back(n.name);
+    return *find_activation(string(key, "", allowed), ActivationNaming::diffusers);  // string() checked the name
+  }
+  /// @brief A diffusers activation name or null (None: no activation).
+  /// @param key config key
+  std::optional<Activation> opt_activation(const std::string& key) const {
+    if (!has(key)) return std::nullopt;
+    return activation(key, Activation::silu);
+  }
+  /// @brief A diffusers `resnet_time_scale_shift` / `time_embedding_norm` value ("default" or "scale_shift").
+  /// @param key config key
+  /// @param def default when absent
+  TimeEmbeddingNorm time_embedding_norm(const std::string& key, TimeEmbeddingNorm def) const {
+    if (!j_.contains(key)) return def;
+    return parse_time_embedding_norm(string(key, "", {"default", "scale_shift"}));
   }
   /// @brief List of strings, each restricted to @p allowed.
   /// @param key config key

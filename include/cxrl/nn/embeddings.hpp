@@ -3,6 +3,7 @@
 ///        (`TimestepEmbedding`), as in diffusers `embeddings.py`.
 #pragma once
 
+#include <cxrl/nn/activation.hpp>
 #include <cxrl/nn/layers.hpp>
 
 #include <torch/torch.h>
@@ -10,7 +11,6 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
-#include <string>
 
 namespace cxrl::nn {
 
@@ -67,13 +67,13 @@ class TimestepEmbeddingImpl : public torch::nn::Module {
   /// @brief Creates the MLP.
   /// @param in_channels sinusoid width
   /// @param time_embed_dim hidden width
-  /// @param act_fn activation between the linears (diffusers name)
+  /// @param act_fn activation between the linears
   /// @param out_dim output width (default @p time_embed_dim)
   /// @param post_act_fn optional activation after linear_2
-  TimestepEmbeddingImpl(int64_t in_channels, int64_t time_embed_dim, std::string act_fn = "silu",
+  TimestepEmbeddingImpl(int64_t in_channels, int64_t time_embed_dim, Activation act_fn = Activation::silu,
                         std::optional<int64_t> out_dim = std::nullopt,
-                        std::optional<std::string> post_act_fn = std::nullopt)
-      : act_(std::move(act_fn)), post_act_(std::move(post_act_fn)) {
+                        std::optional<Activation> post_act_fn = std::nullopt)
+      : act_(act_fn), post_act_(post_act_fn) {
     linear_1 = register_module("linear_1", Linear(in_channels, time_embed_dim));
     linear_2 = register_module("linear_2", Linear(time_embed_dim, out_dim.value_or(time_embed_dim)));
   }
@@ -87,8 +87,8 @@ class TimestepEmbeddingImpl : public torch::nn::Module {
   Linear linear_2{nullptr};  ///< time_embed_dim → out
 
  private:
-  std::string act_;
-  std::optional<std::string> post_act_;
+  Activation act_;
+  std::optional<Activation> post_act_;
 };
 /// @brief Holder for TimestepEmbeddingImpl.
 TORCH_MODULE(TimestepEmbedding);

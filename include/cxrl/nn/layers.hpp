@@ -6,6 +6,7 @@
 /// `torch::linear`, `torch::conv2d`, `torch::group_norm` and `torch::layer_norm`.
 #pragma once
 
+#include <cxrl/nn/activation.hpp>
 #include <cxrl/nn/meta.hpp>
 
 #include <torch/torch.h>
@@ -135,15 +136,20 @@ class LayerNormImpl : public torch::nn::Module {
 /// @brief Holder for LayerNormImpl.
 TORCH_MODULE(LayerNorm);
 
-/// @brief Activation by diffusers name ("silu"/"swish", "mish", "gelu", "relu").
-/// @param name activation name (already validated by the config)
+/// @brief Applies @p a element-wise (names were mapped to the enum when the config was read; see activation.hpp).
+/// @param a the activation
 /// @param x input
-inline torch::Tensor activation(const std::string& name, const torch::Tensor& x) {
-  if (name == "silu" || name == "swish") return torch::silu(x);
-  if (name == "mish") return torch::mish(x);
-  if (name == "gelu") return torch::gelu(x);
-  if (name == "relu") return torch::relu(x);
-  throw std::invalid_argument("unsupported activation '" + name + "'; allowed: silu, swish, mish, gelu, relu");
+inline torch::Tensor activation(Activation a, const torch::Tensor& x) {
+  switch (a) {
+    case Activation::silu: return torch::silu(x);
+    case Activation::mish: return torch::mish(x);
+    case Activation::gelu: return torch::gelu(x);  // exact erf form
+    case Activation::gelu_tanh: return torch::gelu(x, "tanh");
+    case Activation::quick_gelu: return x * torch::sigmoid(1.702 * x);  // CLIP's approximation, Radford et al. 2021
+    case Activation::relu: return torch::relu(x);
+  }
+  // Only a value cast from outside the enumerators gets here.
+  throw std::invalid_argument("activation: invalid Activation value " + std::to_string(static_cast<int>(a)));
 }
 
 }  // namespace cxrl::nn

@@ -2,14 +2,13 @@
 /// @brief diffusers `resnet.py`: ResnetBlock2D (with time-embedding injection), Downsample2D, Upsample2D.
 #pragma once
 
+#include <cxrl/nn/activation.hpp>
 #include <cxrl/nn/layers.hpp>
 
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <optional>
-#include <stdexcept>
-#include <string>
 #include <vector>
 
 namespace cxrl::nn {
@@ -23,8 +22,8 @@ struct ResnetBlock2DOptions {
   std::optional<int64_t> groups_out;        ///< GroupNorm groups of norm2 (default: groups)
   double eps = 1e-6;                        ///< GroupNorm eps
   double dropout = 0.0;                     ///< dropout before conv2 (training only)
-  std::string non_linearity = "swish";      ///< activation
-  std::string time_embedding_norm = "default";  ///< "default" (add) or "scale_shift" (FiLM)
+  Activation non_linearity = Activation::silu;  ///< activation (diffusers default "swish")
+  TimeEmbeddingNorm time_embedding_norm = TimeEmbeddingNorm::add;  ///< add (diffusers "default") or FiLM
   bool skip_time_act = false;               ///< skip the activation on the time embedding
   double output_scale_factor = 1.0;         ///< (x + h) / output_scale_factor
   std::optional<bool> use_in_shortcut;      ///< default: in != out
@@ -39,14 +38,11 @@ class ResnetBlock2DImpl : public torch::nn::Module {
   /// @param o options (diffusers names)
   explicit ResnetBlock2DImpl(const ResnetBlock2DOptions& o) : o_(o) {
     const int64_t out = o.out_channels.value_or(o.in_channels);
-    if (o.time_embedding_norm != "default" && o.time_embedding_norm != "scale_shift")
-      throw std::invalid_argument("ResnetBlock2D: time_embedding_norm '" + o.time_embedding_norm +
-                                  "' is not supported; allowed: default, scale_shift");
     norm1 = register_module("norm1", GroupNorm(o.groups, o.in_channels, o.eps));
     conv1 = register_module("conv1", Conv2d(o.in_channels, out, 3, 1, 1));
     if (o.temb_channels)
       time_emb_proj = register_module(
-          "time_emb_proj", Linear(*o.temb_channels, o.time_embedding_norm == "scale_shift" ? 2 * out : out));
+          "time_emb_proj", Linear(*o.temb_channels, o.time_embedding_norm == TimeEmbeddingNorm::scale_shift ? 2 * out : out));
     norm2 = register_module("norm2", GroupNorm(o.groups_out.value_or(o.groups), out, o.eps));
     conv2 = register_module("conv2", Conv2d(out, out, 3, 1, 1));
     if (o.use_in_shortcut.value_or(o.in_channels != out))
@@ -62,7 +58,7 @@ class ResnetBlock2DImpl : public torch::nn::Module {
     if (time_emb_proj && temb.defined()) {
       auto t = o_.skip_time_act ? temb : activation(o_.non_linearity, temb);
       t = time_emb_proj(t).unsqueeze(-1).unsqueeze(-1);
-      if (o_.time_embedding_norm == "default") {
+      if (o_.time_embedding_norm == TimeEmbeddingNorm::add) {
         h = h + t;
       } else {
         auto parts = t.chunk(2, 1);

@@ -3,6 +3,7 @@
 ///        every value is checked before a module is built from it).
 #pragma once
 
+#include <cxrl/nn/activation.hpp>
 #include <cxrl/nn/diffusers_config.hpp>
 
 #include <nlohmann/json.hpp>
@@ -42,7 +43,7 @@ struct UNet2DConditionConfig {
   int64_t downsample_padding = 1;                         ///< Downsample2D padding
   double mid_block_scale_factor = 1;                      ///< output divisor of the mid-block resnets
   double dropout = 0.0;                                   ///< resnet dropout
-  std::string act_fn = "silu";                            ///< activation
+  Activation act_fn = Activation::silu;                   ///< activation (config: a diffusers name)
   int64_t norm_num_groups = 32;                           ///< GroupNorm groups
   double norm_eps = 1e-5;                                 ///< resnet / conv_norm_out GroupNorm eps
   std::vector<int64_t> cross_attention_dim{1280};         ///< context width, per block or one
@@ -54,13 +55,13 @@ struct UNet2DConditionConfig {
   std::vector<int64_t> num_attention_heads{};
   bool use_linear_projection = false;                     ///< Linear proj_in/proj_out (SD2) instead of 1×1 convs
   bool upcast_attention = false;                          ///< float32 attention scores for half inputs
-  std::string resnet_time_scale_shift = "default";        ///< "default" (add) or "scale_shift"
+  TimeEmbeddingNorm resnet_time_scale_shift = TimeEmbeddingNorm::add;  ///< config: "default" (add) or "scale_shift"
   bool resnet_skip_time_act = false;                      ///< informational for the supported block types
   double resnet_out_scale_factor = 1.0;                   ///< informational for the supported block types
   std::string time_embedding_type = "positional";         ///< only "positional"
   std::optional<int64_t> time_embedding_dim;              ///< default 4·block_out_channels[0]
-  std::optional<std::string> time_embedding_act_fn;       ///< activation after the time MLP
-  std::optional<std::string> timestep_post_act;           ///< activation inside the MLP after linear_2
+  std::optional<Activation> time_embedding_act_fn;        ///< activation after the time MLP
+  std::optional<Activation> timestep_post_act;            ///< activation inside the MLP after linear_2
   int64_t conv_in_kernel = 3;                             ///< conv_in kernel (odd)
   int64_t conv_out_kernel = 3;                            ///< conv_out kernel (odd)
 
@@ -71,7 +72,6 @@ struct UNet2DConditionConfig {
     DiffusersConfigReader r(j, source);
     r.require_class("UNet2DConditionModel");
     UNet2DConditionConfig c;
-    const std::vector<std::string> acts{"silu", "swish", "mish", "gelu"};
     c.sample_size = r.opt_integer("sample_size", std::nullopt);
     c.in_channels = r.integer("in_channels", c.in_channels);
     c.out_channels = r.integer("out_channels", c.out_channels);
@@ -88,7 +88,7 @@ struct UNet2DConditionConfig {
     c.downsample_padding = r.integer("downsample_padding", c.downsample_padding);
     c.mid_block_scale_factor = r.number("mid_block_scale_factor", c.mid_block_scale_factor);
     c.dropout = r.number("dropout", c.dropout);
-    c.act_fn = r.string("act_fn", c.act_fn, acts);
+    c.act_fn = r.activation("act_fn", c.act_fn);
     if (j.contains("norm_num_groups") && j.at("norm_num_groups").is_null())
       r.fail("norm_num_groups", "null (no output GroupNorm) is not supported; allowed: a positive integer");
     c.norm_num_groups = r.integer("norm_num_groups", c.norm_num_groups);
@@ -103,13 +103,13 @@ struct UNet2DConditionConfig {
     if (r.has("num_attention_heads")) c.num_attention_heads = r.int_or_list("num_attention_heads", {});
     c.use_linear_projection = r.boolean("use_linear_projection", c.use_linear_projection);
     c.upcast_attention = r.boolean("upcast_attention", c.upcast_attention);
-    c.resnet_time_scale_shift = r.string("resnet_time_scale_shift", c.resnet_time_scale_shift, {"default", "scale_shift"});
+    c.resnet_time_scale_shift = r.time_embedding_norm("resnet_time_scale_shift", c.resnet_time_scale_shift);
     c.resnet_skip_time_act = r.boolean("resnet_skip_time_act", c.resnet_skip_time_act);
     c.resnet_out_scale_factor = r.number("resnet_out_scale_factor", c.resnet_out_scale_factor);
     c.time_embedding_type = r.string("time_embedding_type", c.time_embedding_type, {"positional"});
     c.time_embedding_dim = r.opt_integer("time_embedding_dim");
-    c.time_embedding_act_fn = r.opt_string("time_embedding_act_fn", acts);
-    c.timestep_post_act = r.opt_string("timestep_post_act", acts);
+    c.time_embedding_act_fn = r.opt_activation("time_embedding_act_fn");
+    c.timestep_post_act = r.opt_activation("timestep_post_act");
     c.conv_in_kernel = r.integer("conv_in_kernel", c.conv_in_kernel);
     c.conv_out_kernel = r.integer("conv_out_kernel", c.conv_out_kernel);
     // Architecture switches this implementation does not have must be off.

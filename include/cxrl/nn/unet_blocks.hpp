@@ -6,6 +6,7 @@
 /// up blocks pop one skip per resnet and concatenate it on channels (Ronneberger et al., 2015).
 #pragma once
 
+#include <cxrl/nn/activation.hpp>
 #include <cxrl/nn/resnet_block.hpp>
 #include <cxrl/nn/transformer_2d.hpp>
 
@@ -29,9 +30,9 @@ struct UNetBlockOptions {
   int64_t transformer_layers_per_block = 1;  ///< BasicTransformerBlocks per Transformer2DModel
   bool add_sampler = true;           ///< add a Downsample2D / Upsample2D
   double resnet_eps = 1e-5;          ///< resnet GroupNorm eps
-  std::string resnet_act_fn = "silu";  ///< resnet activation
+  Activation resnet_act_fn = Activation::silu;  ///< resnet activation
   int64_t resnet_groups = 32;        ///< resnet and transformer GroupNorm groups
-  std::string resnet_time_scale_shift = "default";  ///< "default" or "scale_shift"
+  TimeEmbeddingNorm resnet_time_scale_shift = TimeEmbeddingNorm::add;  ///< time-embedding injection of the resnets
   double output_scale_factor = 1.0;  ///< resnet output divisor
   int64_t downsample_padding = 1;    ///< Downsample2D padding
   double dropout = 0.0;              ///< resnet / attention dropout
