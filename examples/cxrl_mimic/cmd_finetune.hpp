@@ -233,10 +233,10 @@ struct FinetuneCallbacks {
   bool curves_warned = false;
 
   template <class T>
-  void on_phase(T& trainer, std::string_view phase) {
+  void on_phase(T& trainer, cxrl::core::Phase phase) {
     if (!main_rank) return;
     std::ostringstream s;
-    s << "epoch " << trainer.epoch() + 1 << "/" << o.epochs << " " << phase << last_status;
+    s << "epoch " << trainer.epoch() + 1 << "/" << o.epochs << " " << cxrl::core::phase_name(phase) << last_status;
     bar.update(static_cast<long>(trainer.epoch()), s.str());
   }
 

@@ -144,6 +144,27 @@ TEST_CASE("The trainer logs corr(score(x), score(x̂)) of each term", "[core][tr
   CHECK(st.components[1].anchor_corr < 0.999);          // images drawn with independent step noise
 }
 
+namespace {
+/// Records the phases it is told about and stops the run after the first epoch.
+struct PhaseRecorder {
+  std::vector<std::string> seen;
+  template <class T>
+  void on_phase(T&, cxrl::core::Phase p) { seen.emplace_back(cxrl::core::phase_name(p)); }
+  template <class T>
+  bool on_epoch_end(T&, const cxrl::core::EpochStats&) { return true; }
+};
+}  // namespace
+
+TEST_CASE("Callbacks see the phases in order, as enums, and can stop the run", "[core][trainer][callbacks]") {
+  ToyPolicy policy(1);
+  auto prompts = [](int64_t n, at::Generator& g) { return prompts_of({"short", "a much longer report"}, n, g); };
+  Trainer trainer(policy, sampler(), RewardSum{Absolute{PromptLength{}}}, BatchWhitening{}, prompts, small_config());
+  PhaseRecorder rec;
+  trainer.train_epoch(rec);
+  CHECK(rec.seen == std::vector<std::string>{"sampling", "rewards", "training"});
+  CHECK(trainer.stopped());
+}
+
 TEST_CASE("Non-finite rewards never reach the weights; the run stops after max_skipped_updates", "[core][trainer][nan]") {
   ToyPolicy policy(1);
   auto cfg = small_config();

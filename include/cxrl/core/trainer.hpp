@@ -81,6 +81,23 @@ struct ComponentStats {
   double nonfinite = 0;       ///< samples whose raw score was NaN or infinite
 };
 
+/// @brief The part of an epoch a Trainer is entering, as passed to a callback's `on_phase(trainer, phase)`.
+enum class Phase {
+  sampling,  ///< policy (and anchor) trajectories are being drawn
+  rewards,   ///< the reward models score the images
+  training   ///< PPO / REINFORCE updates over the trajectories
+};
+
+/// @brief "sampling", "rewards" or "training", for progress lines and logs.
+/// @param p the phase
+constexpr std::string_view phase_name(Phase p) {
+  switch (p) {
+    case Phase::sampling: return "sampling";
+    case Phase::rewards: return "rewards";
+    default: return "training";
+  }
+}
+
 /// @brief What one epoch did; passed to the callbacks.
 struct EpochStats {
   int64_t epoch = 0;                 ///< zero-based epoch index
@@ -214,8 +231,8 @@ class Trainer {
 
   /**
    * @brief Runs one epoch; callbacks' `on_epoch_begin(trainer, stats)` / `on_epoch_end(trainer, stats)`
-   *        are called when present, and `on_phase(trainer, phase)` as "sampling", "rewards" and
-   *        "training" start (for progress output).
+   *        are called when present, and `on_phase(trainer, phase)` as each core::Phase starts
+   *        (for progress output).
    * @tparam Callbacks callback types (each may define either hook; returning true stops training).
    * @param callbacks the callbacks.
    * @return the epoch's statistics; `stopped()` tells whether a callback asked to stop.
@@ -233,7 +250,7 @@ class Trainer {
     auto secs = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
 
     // Sampling.
-    (call_phase(callbacks, "sampling"), ...);
+    (call_phase(callbacks, Phase::sampling), ...);
     auto t0 = clock::now();
     if constexpr (requires { policy_.train(false); }) policy_.train(false);
     // Shard-major order (shard k's batches, then shard k + 1's): the order of the global batch across ranks.
@@ -260,7 +277,7 @@ class Trainer {
     auto t1 = clock::now();
 
     // Rewards: each rank scores its own samples; baselines and statistics see the global batch.
-    (call_phase(callbacks, "rewards"), ...);
+    (call_phase(callbacks, Phase::rewards), ...);
     RewardBreakdown rb = gather(rewards_.score(all.images, all.prompts, all.anchor_images));
     const auto global_prompts = dist_ ? dist_->all_gather_strings(all.prompts) : all.prompts;
     st.num_samples_scored = rb.total.size(0);
@@ -282,7 +299,7 @@ class Trainer {
     auto t3 = clock::now();
 
     // Training.
-    (call_phase(callbacks, "training"), ...);
+    (call_phase(callbacks, Phase::training), ...);
     if (!bad_reward.empty()) skip(st, bad_reward);
     else if (!torch::isfinite(adv).all().template item<bool>()) skip(st, "the baseline returned non-finite advantages");
     else train_on(all, adv, st);
@@ -591,7 +608,7 @@ class Trainer {
   }
 
   template <class C>
-  void call_phase(C& cb, std::string_view phase) {
+  void call_phase(C& cb, Phase phase) {
     if constexpr (requires { cb.on_phase(*this, phase); }) cb.on_phase(*this, phase);
   }
   template <class C>
