@@ -4,8 +4,8 @@
 //   loader:  MIMIC-CXR-JPG pairs/s on a phantom fixture tree (JPEG decode + centre crop + resize),
 //            against JPEG decode alone of the same files.
 #include <cxrl/cxr/phantom.hpp>
-#include <cxrl/data/mimic.hpp>
-#include <cxrl/data/mimic_fixture.hpp>
+#include <cxrl/cxr/mimic.hpp>
+#include <cxrl/cxr/mimic_fixture.hpp>
 #include <cxrl/io/image.hpp>
 
 #include <nlohmann/json.hpp>
@@ -67,18 +67,18 @@ int main() {
   }
   // Loader on a fixture tree (phantoms at 512 px in portrait JPEGs, output 64 px).
   const auto root = std::filesystem::temp_directory_path() / ("cxrl_bench_fixture_" + std::to_string(::getpid()));
-  cxrl::data::MimicFixtureOptions fo;
+  cxrl::cxr::MimicFixtureOptions fo;
   fo.studies = 48;
   fo.resolution = 512;
-  const auto fx = cxrl::data::make_mimic_fixture(root, fo);
-  cxrl::data::MimicOptions mo;
+  const auto fx = cxrl::cxr::make_mimic_fixture(root, fo);
+  cxrl::cxr::MimicOptions mo;
   mo.root = root;
-  mo.n_train = mo.n_validate = mo.n_test = cxrl::data::kAllPairs;
+  mo.n_train = mo.n_validate = mo.n_test = cxrl::cxr::kAllPairs;
   mo.resolution = 64;
   double t0 = now();
-  const auto idx = cxrl::data::build_mimic_index(mo);
+  const auto idx = cxrl::cxr::build_mimic_index(mo);
   const double index_s = now() - t0;
-  std::vector<cxrl::data::MimicDataset> ds;
+  std::vector<cxrl::cxr::MimicDataset> ds;
   for (auto s : {cxrl::data::Split::train, cxrl::data::Split::validate, cxrl::data::Split::test}) ds.emplace_back(idx, s);
   std::size_t pairs = 0;
   const int reps = 4;

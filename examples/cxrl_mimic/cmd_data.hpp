@@ -4,9 +4,9 @@
 #pragma once
 
 #include <cxrl/cxr/canonical.hpp>
-#include <cxrl/data/mimic.hpp>
+#include <cxrl/cxr/mimic.hpp>
 #include <cxrl/io/image.hpp>
-#include <cxrl/data/phantom_dataset.hpp>
+#include <cxrl/cxr/phantom_dataset.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -31,7 +31,7 @@ struct DataOptions {
 
 inline nlohmann::json phantom_summary(const DataOptions& o) {
   namespace cd = cxrl::data;
-  cd::PhantomDatasetOptions po;
+  cxrl::cxr::PhantomDatasetOptions po;
   po.seed = o.seed;
   po.n_train = o.n_train;
   po.n_validate = o.n_validate;
@@ -41,12 +41,12 @@ inline nlohmann::json phantom_summary(const DataOptions& o) {
   nlohmann::json j;
   j["source"] = "phantom";
   if (!o.canonical.empty()) {
-    const auto c = cxrl::cxr::canonical_cxr(cd::PhantomDataset(po, cd::Split::train), o.canonical_n, o.seed);
+    const auto c = cxrl::cxr::canonical_cxr(cxrl::cxr::PhantomDataset(po, cd::Split::train), o.canonical_n, o.seed);
     cxrl::io::write_png(o.canonical, c);
     j["canonical"] = o.canonical;
   }
   for (auto s : {cd::Split::train, cd::Split::validate, cd::Split::test}) {
-    cd::PhantomDataset d(po, s);
+    cxrl::cxr::PhantomDataset d(po, s);
     std::map<std::string, std::size_t> views;
     std::array<std::array<std::size_t, 4>, cxrl::cxr::kNumObservations> counts{};
     for (std::size_t i = 0; i < d.size(); ++i) {  // specs and reports only: no rendering needed
@@ -79,7 +79,7 @@ inline void run_data(const DataOptions& o) {
   if (o.phantom) {
     j = phantom_summary(o);
   } else {
-    cxrl::data::MimicOptions mo;
+    cxrl::cxr::MimicOptions mo;
     mo.root = o.mimic_root;
     mo.reports_root = o.reports_root;
     mo.views = o.views;
@@ -90,10 +90,10 @@ inline void run_data(const DataOptions& o) {
     mo.seed = o.seed;
     mo.tokenizer_dir = o.tokenizer_dir;
     mo.resolution = o.resolution;
-    const auto idx = cxrl::data::build_mimic_index(mo);
+    const auto idx = cxrl::cxr::build_mimic_index(mo);
     j = idx.summary(o.first);
     if (!o.canonical.empty()) {
-      const cxrl::data::MimicDataset train(idx, cxrl::data::Split::train);
+      const cxrl::cxr::MimicDataset train(idx, cxrl::data::Split::train);
       cxrl::io::write_png(o.canonical, cxrl::cxr::canonical_cxr(train, o.canonical_n, o.seed));
       j["canonical"] = o.canonical;
     }

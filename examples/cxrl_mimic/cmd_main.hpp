@@ -15,7 +15,7 @@
 #include "cmd_pretrain.hpp"
 
 #include <cxrl/cxr/labeler.hpp>
-#include <cxrl/data/phantom_dataset.hpp>
+#include <cxrl/cxr/phantom_dataset.hpp>
 #include <cxrl/io/progress.hpp>
 
 #include <CLI/CLI.hpp>
@@ -145,11 +145,11 @@ inline void run_main(const MainOptions& o) {
   write_json(out / "data.json", summary);
 
   // Labeler vs. the report writer's ground truth on held-out phrasing (reports the model never trains on).
-  cxrl::data::PhantomDatasetOptions po;
+  cxrl::cxr::PhantomDatasetOptions po;
   po.seed = o.seed;
   po.n_test = o.label_reports;
   po.tokenizer_dir = d.tokenizer_dir;
-  cxrl::data::PhantomDataset test(po, cxrl::data::Split::test);
+  cxrl::cxr::PhantomDataset test(po, cxrl::data::Split::test);
   const auto& labeler = cx::default_labeler();
   std::array<std::size_t, cx::kNumObservations> agree{}, total{};
   cxrl::io::Progress bar("label round trip", static_cast<long>(test.size()), o.quiet);

@@ -1,7 +1,7 @@
 // `cxrl_mimic make-mimic-fixture`: write a small MIMIC-CXR-JPG-shaped tree made from phantoms.
 #pragma once
 
-#include <cxrl/data/mimic_fixture.hpp>
+#include <cxrl/cxr/mimic_fixture.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -21,13 +21,13 @@ struct MakeMimicFixtureOptions {
 };
 
 inline void run_make_mimic_fixture(const MakeMimicFixtureOptions& o) {
-  cxrl::data::MimicFixtureOptions fo;
+  cxrl::cxr::MimicFixtureOptions fo;
   fo.studies = o.studies;
   fo.seed = o.seed;
   fo.resolution = o.resolution;
   fo.inject_faults = o.faults;
   fo.tokenizer_dir = o.tokenizer_dir;
-  const auto fx = cxrl::data::make_mimic_fixture(o.out, fo);
+  const auto fx = cxrl::cxr::make_mimic_fixture(o.out, fo);
   nlohmann::json j;
   j["root"] = fx.root.string();
   j["studies"] = fx.specs.size();

@@ -9,7 +9,7 @@
 #include "paths.hpp"
 #include "running_loss.hpp"
 
-#include <cxrl/data/phantom_dataset.hpp>
+#include <cxrl/cxr/phantom_dataset.hpp>
 #include <cxrl/diffusion/ddim.hpp>
 #include <cxrl/diffusion/denoiser_training.hpp>
 #include <cxrl/diffusion/vae_training.hpp>
@@ -230,12 +230,12 @@ inline void run_pretrain(const PretrainOptions& o, const nlohmann::json& resolve
 
   // The training set is rendered once: 5000 images at 64 px are 82 MB.
   auto tok = std::make_shared<const cxrl::text::ClipTokenizer>(cxrl::text::ClipTokenizer::from_pretrained(o.tokenizer));
-  cxrl::data::PhantomDatasetOptions dopt;
+  cxrl::cxr::PhantomDatasetOptions dopt;
   dopt.resolution = o.resolution;
   dopt.seed = o.seed;
   dopt.n_train = static_cast<std::size_t>(o.n_train);
   dopt.tokenizer_dir = o.tokenizer;
-  cxrl::data::PhantomDataset train(dopt, cxrl::data::Split::train);
+  cxrl::cxr::PhantomDataset train(dopt, cxrl::data::Split::train);
   std::vector<std::string> prompts;
   torch::Tensor images;
   {
@@ -244,7 +244,7 @@ inline void run_pretrain(const PretrainOptions& o, const nlohmann::json& resolve
     for (std::size_t i = 0; i < train.size(); ++i) {
       const auto s = train.get(i);
       v.push_back(s.image);
-      prompts.push_back(s.impression);
+      prompts.push_back(s.prompt);
       bar.update(static_cast<long>(i + 1));
     }
     images = torch::stack(v);

@@ -21,7 +21,7 @@
 #include <cxrl/cxr/canonical.hpp>
 #include <cxrl/cxr/reward_model_files.hpp>
 #include <cxrl/cxr/reward_training.hpp>
-#include <cxrl/data/phantom_dataset.hpp>
+#include <cxrl/cxr/phantom_dataset.hpp>
 #include <cxrl/nn/autoencoder_kl.hpp>
 #include <cxrl/io/image.hpp>
 #include <cxrl/io/interrupt.hpp>
@@ -129,7 +129,7 @@ inline void check_train_rewards_options(const TrainRewardsOptions& o) {
 }
 
 /// One split of a phantom world rendered once and kept in memory (all three models draw from it).
-inline cxrl::cxr::CxrImageSet render_split(const cxrl::data::PhantomDataset& d, bool quiet) {
+inline cxrl::cxr::CxrImageSet render_split(const cxrl::cxr::PhantomDataset& d, bool quiet) {
   const auto n = static_cast<int64_t>(d.size());
   cxrl::cxr::CxrImageSet r;
   std::vector<torch::Tensor> imgs;
@@ -141,9 +141,9 @@ inline cxrl::cxr::CxrImageSet render_split(const cxrl::data::PhantomDataset& d, 
     auto s = d.get(static_cast<std::size_t>(i));
     imgs.push_back(s.image);
     for (int k = 0; k < cxrl::cxr::kNumObservations; ++k) r.labels[i][k] = cxrl::cxr::to_float(s.labels[static_cast<std::size_t>(k)]);
-    if (!s.posture) throw std::runtime_error("train-rewards: phantom sample without posture");
-    for (int k = 0; k < 5; ++k) r.psi[i][k] = (*s.posture)[static_cast<std::size_t>(k)];
-    r.reports.push_back(s.impression);
+    if (!s.meta.posture) throw std::runtime_error("train-rewards: phantom sample without posture");
+    for (int k = 0; k < 5; ++k) r.psi[i][k] = (*s.meta.posture)[static_cast<std::size_t>(k)];
+    r.reports.push_back(s.prompt);
     bar.update(i + 1);
   }
   r.images = torch::stack(imgs);
@@ -176,17 +176,17 @@ inline void run_train_rewards(const TrainRewardsOptions& o, const nlohmann::json
     else throw std::invalid_argument("--roundtrip " + o.roundtrip + ": neither a diffusers folder with vae/ nor an AutoencoderKL folder");
   }
 
-  cxrl::data::PhantomDatasetOptions dopt;
+  cxrl::cxr::PhantomDatasetOptions dopt;
   dopt.resolution = o.resolution;
   dopt.seed = o.world_seed;
   dopt.n_train = static_cast<std::size_t>(o.n_train);
   dopt.n_validate = static_cast<std::size_t>(o.n_validate);
-  cxrl::data::PhantomDataset train_ds(dopt, cxrl::data::Split::train);
-  cxrl::data::PhantomDataset validate_ds(dopt, cxrl::data::Split::validate);
+  cxrl::cxr::PhantomDataset train_ds(dopt, cxrl::data::Split::train);
+  cxrl::cxr::PhantomDataset validate_ds(dopt, cxrl::data::Split::validate);
   auto test_opt = dopt;  // held-out metrics on the evaluation reports of the anchor's world
   test_opt.seed = 0;
   test_opt.n_test = static_cast<std::size_t>(o.n_test);
-  cxrl::data::PhantomDataset test_ds(test_opt, cxrl::data::Split::test);
+  cxrl::cxr::PhantomDataset test_ds(test_opt, cxrl::data::Split::test);
 
   // Metrics of models not retrained (--only) are kept from an earlier run.
   nlohmann::json metrics = nlohmann::json::object();

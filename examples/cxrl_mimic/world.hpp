@@ -7,8 +7,8 @@
 
 #include <cxrl/cxr/observations.hpp>
 #include <cxrl/cxr/image_set.hpp>
-#include <cxrl/data/mimic.hpp>
-#include <cxrl/data/phantom_dataset.hpp>
+#include <cxrl/cxr/mimic.hpp>
+#include <cxrl/cxr/phantom_dataset.hpp>
 #include <cxrl/io/progress.hpp>
 
 #include <torch/torch.h>
@@ -31,8 +31,8 @@ struct WorldOptions {
 
 namespace detail {
 
-inline cxrl::data::MimicOptions mimic_options(const WorldOptions& w, int resolution, std::size_t n_train, std::size_t n_test) {
-  cxrl::data::MimicOptions o;
+inline cxrl::cxr::MimicOptions mimic_options(const WorldOptions& w, int resolution, std::size_t n_train, std::size_t n_test) {
+  cxrl::cxr::MimicOptions o;
   o.root = w.mimic_root;
   o.reports_root = w.reports_root;
   o.test_views = {"PA"};  // CXRL evaluates on PA views
@@ -44,9 +44,9 @@ inline cxrl::data::MimicOptions mimic_options(const WorldOptions& w, int resolut
   return o;
 }
 
-inline cxrl::data::PhantomDatasetOptions phantom_options(const WorldOptions& w, int resolution, std::size_t n_train,
+inline cxrl::cxr::PhantomDatasetOptions phantom_options(const WorldOptions& w, int resolution, std::size_t n_train,
                                                          std::size_t n_test) {
-  cxrl::data::PhantomDatasetOptions o;
+  cxrl::cxr::PhantomDatasetOptions o;
   o.seed = w.world_seed;
   o.resolution = resolution;
   o.n_train = n_train;
@@ -70,10 +70,10 @@ inline std::vector<std::string> impressions(const WorldOptions& w, cxrl::data::S
   const std::size_t n_train = split == cd::Split::train ? n : 2, n_test = split == cd::Split::test ? n : 2;
   std::vector<std::string> v;
   if (w.mimic_root.empty()) {
-    cd::PhantomDataset d(detail::phantom_options(w, 64, n_train, n_test), split);
+    cxrl::cxr::PhantomDataset d(detail::phantom_options(w, 64, n_train, n_test), split);
     for (std::size_t i = 0; i < d.size(); ++i) v.push_back(d.report(i).impression);
   } else {
-    const auto idx = cd::build_mimic_index(detail::mimic_options(w, 64, n_train, n_test));
+    const auto idx = cxrl::cxr::build_mimic_index(detail::mimic_options(w, 64, n_train, n_test));
     for (const auto& r : idx.of(split)) v.push_back(r.impression);
   }
   if (v.empty())
@@ -87,8 +87,8 @@ inline std::vector<std::string> impressions(const WorldOptions& w, cxrl::data::S
 inline cxrl::cxr::CxrImageSet eval_set(const WorldOptions& w, std::size_t n, int resolution, bool quiet) {
   cxrl::cxr::CxrImageSet e;
   std::vector<torch::Tensor> imgs, labs;
-  auto add = [&](const cxrl::data::Sample& s) {
-    e.reports.push_back(s.impression);
+  auto add = [&](const cxrl::cxr::Sample& s) {
+    e.reports.push_back(s.prompt);
     imgs.push_back(s.image);
     auto l = torch::empty({cxrl::cxr::kNumObservations}, torch::kFloat32);
     for (int k = 0; k < cxrl::cxr::kNumObservations; ++k) l[k] = cxrl::cxr::to_float(s.labels[static_cast<std::size_t>(k)]);
@@ -97,15 +97,15 @@ inline cxrl::cxr::CxrImageSet eval_set(const WorldOptions& w, std::size_t n, int
   cxrl::io::Progress bar("load PA test pairs", static_cast<long>(n), quiet);
   if (w.mimic_root.empty()) {
     // Views are drawn per study (35 % AP): 3n studies hold n PA views with overwhelming probability.
-    cxrl::data::PhantomDataset d(detail::phantom_options(w, resolution, 2, 3 * n + 16), cxrl::data::Split::test);
+    cxrl::cxr::PhantomDataset d(detail::phantom_options(w, resolution, 2, 3 * n + 16), cxrl::data::Split::test);
     for (std::size_t i = 0; i < d.size() && e.reports.size() < n; ++i)
       if (d.spec(i).view == cxrl::cxr::View::PA) {
         add(d.get(i));
         bar.update(static_cast<long>(e.reports.size()));
       }
   } else {
-    const auto idx = cxrl::data::build_mimic_index(detail::mimic_options(w, resolution, 0, n));
-    cxrl::data::MimicDataset d(idx, cxrl::data::Split::test);
+    const auto idx = cxrl::cxr::build_mimic_index(detail::mimic_options(w, resolution, 0, n));
+    cxrl::cxr::MimicDataset d(idx, cxrl::data::Split::test);
     for (std::size_t i = 0; i < d.size(); ++i, bar.update(static_cast<long>(i))) add(d.get(i));
   }
   if (e.reports.empty()) throw std::invalid_argument("no PA test pairs found" + (w.mimic_root.empty() ? std::string() : " under " + w.mimic_root));

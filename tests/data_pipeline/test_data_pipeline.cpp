@@ -5,20 +5,22 @@
 #include <cxrl/data/csv.hpp>
 #include <cxrl/data/dataset.hpp>
 #include <cxrl/data/gzip.hpp>
-#include <cxrl/data/mimic.hpp>
-#include <cxrl/data/mimic_fixture.hpp>
-#include <cxrl/data/phantom_dataset.hpp>
+#include <cxrl/cxr/mimic.hpp>
+#include <cxrl/cxr/mimic_fixture.hpp>
+#include <cxrl/cxr/phantom_dataset.hpp>
 #include <cxrl/data/sections.hpp>
 
 #include <catch2/catch.hpp>
 
 #include <range/v3/algorithm/count_if.hpp>
+#include <range/v3/range/operations.hpp>
 #include <range/v3/view/take.hpp>
 
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <set>
 
 namespace cd = cxrl::data;
@@ -32,10 +34,10 @@ fs::path tmp_dir(const std::string& name) {
   fs::create_directories(p);
   return p;
 }
-cd::MimicOptions all_pairs(const fs::path& root) {
-  cd::MimicOptions o;
+cxrl::cxr::MimicOptions all_pairs(const fs::path& root) {
+  cxrl::cxr::MimicOptions o;
   o.root = root;
-  o.n_train = o.n_validate = o.n_test = cd::kAllPairs;
+  o.n_train = o.n_validate = o.n_test = cxrl::cxr::kAllPairs;
   o.resolution = 64;
   return o;
 }
@@ -160,16 +162,16 @@ TEST_CASE("sections: real report shapes of MIMIC-CXR", "[data][sections]") {
 
 TEST_CASE("mimic loader: the fixture tree gives exactly the expected pairs", "[data][mimic]") {
   const auto root = tmp_dir("fixture");
-  cd::MimicFixtureOptions fo;
+  cxrl::cxr::MimicFixtureOptions fo;
   fo.studies = 18;
   fo.seed = 3;
   fo.resolution = 128;
-  const auto fx = cd::make_mimic_fixture(root, fo);
+  const auto fx = cxrl::cxr::make_mimic_fixture(root, fo);
   REQUIRE(fs::exists(root / "mimic-cxr-2.0.0-metadata.csv.gz"));
   REQUIRE(fx.expected.size() == 18);
-  const auto idx = cd::build_mimic_index(all_pairs(root));
+  const auto idx = cxrl::cxr::build_mimic_index(all_pairs(root));
   CHECK(idx.issues.size() == 0);
-  std::map<std::string, cd::MimicRecord> got;
+  std::map<std::string, cxrl::cxr::MimicRecord> got;
   for (auto s : {cd::Split::train, cd::Split::validate, cd::Split::test})
     for (const auto& r : idx.of(s)) got[r.dicom_id] = r;
   REQUIRE(got.size() == fx.expected.size());
@@ -190,12 +192,12 @@ TEST_CASE("mimic loader: the fixture tree gives exactly the expected pairs", "[d
   for (const auto& [s, n] : idx.eligible) eligible += n;
   CHECK(eligible == 18);
   // images: JPEG decode + centre crop + resize reproduces the phantom
-  cd::MimicDataset train(idx, cd::Split::train);
+  cxrl::cxr::MimicDataset train(idx, cd::Split::train);
   REQUIRE(train.size() > 0);
   const auto sample = train.get(0);
   REQUIRE(sample.image.sizes() == torch::IntArrayRef({1, 64, 64}));
   std::size_t k = 0;
-  while (fx.expected[k].dicom_id != sample.dicom_id) ++k;
+  while (fx.expected[k].dicom_id != sample.meta.dicom_id) ++k;
   const auto ref = torch::nn::functional::avg_pool2d(cx::render_phantom(fx.specs[k], 128).unsqueeze(0),
                                                      torch::nn::functional::AvgPool2dFuncOptions(2)).squeeze(0);
   const double mae = (sample.image - ref).abs().mean().item<double>();
@@ -206,21 +208,21 @@ TEST_CASE("mimic loader: the fixture tree gives exactly the expected pairs", "[d
   o.n_train = 3;
   o.n_test = 2;
   o.seed = 5;
-  const auto a = cd::build_mimic_index(o), b = cd::build_mimic_index(o);
+  const auto a = cxrl::cxr::build_mimic_index(o), b = cxrl::cxr::build_mimic_index(o);
   REQUIRE(a.of(cd::Split::train).size() == 3);
   REQUIRE(a.of(cd::Split::test).size() == 2);
   for (std::size_t i = 0; i < 3; ++i) CHECK(a.of(cd::Split::train)[i].dicom_id == b.of(cd::Split::train)[i].dicom_id);
   std::set<std::string> seeds_seen;
   for (std::uint64_t seed = 0; seed < 8; ++seed) {
     o.seed = seed;
-    const auto c = cd::build_mimic_index(o);
+    const auto c = cxrl::cxr::build_mimic_index(o);
     seeds_seen.insert(c.of(cd::Split::train)[0].dicom_id + c.of(cd::Split::train)[1].dicom_id);
   }
   CHECK(seeds_seen.size() > 3);
   // test views can be restricted (the paper: PA only)
   o = all_pairs(root);
   o.test_views = {"PA"};
-  const auto pa = cd::build_mimic_index(o);
+  const auto pa = cxrl::cxr::build_mimic_index(o);
   for (const auto& r : pa.of(cd::Split::test)) CHECK(r.view == "PA");
   // reports under a separate root (MIMIC-CXR's reports zip), given either above or at files/
   const auto reports = tmp_dir("reports");
@@ -231,10 +233,10 @@ TEST_CASE("mimic loader: the fixture tree gives exactly the expected pairs", "[d
       fs::rename(e.path(), reports / rel);
     }
   o = all_pairs(root);
-  CHECK(cd::build_mimic_index(o).issues.count("missing_report") == fx.expected.size());
+  CHECK(cxrl::cxr::build_mimic_index(o).issues.count("missing_report") == fx.expected.size());
   for (const auto& rr : {reports, reports / "files"}) {
     o.reports_root = rr;
-    const auto sep = cd::build_mimic_index(o);
+    const auto sep = cxrl::cxr::build_mimic_index(o);
     CHECK(sep.issues.size() == 0);
     std::size_t np = 0;
     for (auto s : {cd::Split::train, cd::Split::validate, cd::Split::test}) np += sep.of(s).size();
@@ -242,20 +244,20 @@ TEST_CASE("mimic loader: the fixture tree gives exactly the expected pairs", "[d
   }
   fs::remove_all(reports);
   // missing tables / columns are clear errors
-  CHECK_THROWS_WITH(cd::build_mimic_index(all_pairs(root / "nope")), Catch::Contains("not a directory"));
+  CHECK_THROWS_WITH(cxrl::cxr::build_mimic_index(all_pairs(root / "nope")), Catch::Contains("not a directory"));
   fs::remove_all(root);
 }
 
 TEST_CASE("mimic loader: injected faults are reported with file:line and skipped", "[data][mimic][faults]") {
   const auto root = tmp_dir("faults");
-  cd::MimicFixtureOptions fo;
+  cxrl::cxr::MimicFixtureOptions fo;
   fo.studies = 20;
   fo.seed = 8;
   fo.resolution = 64;
   fo.inject_faults = true;
-  const auto fx = cd::make_mimic_fixture(root, fo);
+  const auto fx = cxrl::cxr::make_mimic_fixture(root, fo);
   REQUIRE(fs::exists(root / "mimic-cxr-2.0.0-split.csv"));  // plain CSV with CRLF
-  const auto idx = cd::build_mimic_index(all_pairs(root));
+  const auto idx = cxrl::cxr::build_mimic_index(all_pairs(root));
   // exactly the good pairs
   std::set<std::string> got, want;
   for (auto s : {cd::Split::train, cd::Split::validate, cd::Split::test})
@@ -290,19 +292,19 @@ TEST_CASE("mimic loader: injected faults are reported with file:line and skipped
 }
 
 TEST_CASE("phantom dataset: lazy, deterministic, split-disjoint, with batches and the canonical CXR", "[data][phantom]") {
-  cd::PhantomDatasetOptions o;
+  cxrl::cxr::PhantomDatasetOptions o;
   o.resolution = 32;
   o.n_train = 40;
   o.n_validate = 5;
   o.n_test = 10;
   o.seed = 11;
-  const cd::PhantomDataset train(o, cd::Split::train), test(o, cd::Split::test);
-  static_assert(cd::SampleSource<cd::PhantomDataset>);
+  const cxrl::cxr::PhantomDataset train(o, cd::Split::train), test(o, cd::Split::test);
+  static_assert(cd::SampleSource<cxrl::cxr::PhantomDataset>);
   CHECK(train.size() == 40);
   const auto a = train.get(7), b = train.get(7);
   CHECK(torch::equal(a.image, b.image));
-  CHECK(a.impression == b.impression);
-  CHECK(a.posture.has_value());
+  CHECK(a.prompt == b.prompt);
+  CHECK(a.meta.posture.has_value());
   CHECK(a.image.sizes() == torch::IntArrayRef({1, 32, 32}));
   CHECK(!torch::equal(train.get(0).image, test.get(0).image));
   CHECK_THROWS_AS(train.get(40), std::out_of_range);
@@ -315,7 +317,7 @@ TEST_CASE("phantom dataset: lazy, deterministic, split-disjoint, with batches an
   CHECK(n == 3);
   // batches
   std::size_t total = 0, nb = 0;
-  for (const auto& batch : cd::batches(train, 16, std::uint64_t{1})) {
+  for (const auto& batch : cd::batches(train, 16, cx::collate, std::uint64_t{1})) {
     CHECK(batch.images.size(1) == 1);
     CHECK(batch.labels.size(1) == cx::kNumObservations);
     CHECK(batch.posture.size(1) == 5);
@@ -325,8 +327,9 @@ TEST_CASE("phantom dataset: lazy, deterministic, split-disjoint, with batches an
   }
   CHECK(total == 40);
   CHECK(nb == 3);
+  CHECK(ranges::distance(cd::batches(train, 16, cx::collate, std::nullopt, true)) == 2);  // drop_last drops the 8
   // blank labels become NaN, others ±1/0
-  const auto bt = cd::collate({train.get(0), train.get(1)});
+  const auto bt = cxrl::cxr::collate({train.get(0), train.get(1)});
   for (int k = 0; k < cx::kNumObservations; ++k) {
     const float v = bt.labels[0][k].item<float>();
     CHECK((std::isnan(v) == (train.get(0).labels[static_cast<std::size_t>(k)] == cx::Label::blank)));
@@ -345,4 +348,44 @@ TEST_CASE("phantom dataset: lazy, deterministic, split-disjoint, with batches an
   CHECK(torch::allclose(canon, (sum / 10).to(torch::kFloat32), 1e-6, 1e-6));
   // eval splits use the held-out phrasing pool by default
   CHECK(o.eval_phrasing == cx::PhrasingPool::heldout);
+}
+
+namespace {
+/// A world of another modality: 7 numbered grey squares whose label is their number.
+struct CountingSource {
+  using Sample = cd::Sample<int, std::string>;
+  std::size_t size() const { return 7; }
+  Sample get(std::size_t i) const {
+    return {torch::full({1, 2, 2}, static_cast<float>(i)), "square " + std::to_string(i), static_cast<int>(i), "meta", cd::Split::test};
+  }
+};
+}  // namespace
+
+TEST_CASE("dataset API: generic over the sample's labels and metadata", "[data]") {
+  static_assert(cd::SampleSource<CountingSource>);
+  static_assert(std::is_same_v<cd::sample_t<CountingSource>, CountingSource::Sample>);
+  const CountingSource src;
+  // A modality's collate: sum of labels and the stacked images.
+  auto collate = [](const std::vector<CountingSource::Sample>& s) {
+    return std::pair{std::accumulate(s.begin(), s.end(), 0, [](int a, const auto& x) { return a + x.labels; }), cd::stack_images(s)};
+  };
+  std::vector<int> sums;
+  std::vector<int64_t> sizes;
+  for (const auto& [sum, images] : cd::batches(src, 3, collate)) {
+    sums.push_back(sum);
+    sizes.push_back(images.size(0));
+  }
+  CHECK(sums == std::vector<int>{0 + 1 + 2, 3 + 4 + 5, 6});
+  CHECK(sizes == std::vector<int64_t>{3, 3, 1});
+  // Shuffled: every index once, in the order shuffled_indices gives.
+  const auto order = cd::shuffled_indices(7, 5);
+  std::vector<int> seen;
+  for (const auto& [sum, images] : cd::batches(src, 2, collate, std::uint64_t{5}, true))
+    for (int64_t r = 0; r < images.size(0); ++r) seen.push_back(static_cast<int>(images[r][0][0][0].item<float>()));
+  REQUIRE(seen.size() == 6);
+  for (std::size_t i = 0; i < 6; ++i) CHECK(seen[i] == static_cast<int>(order[i]));
+  const cd::Subset sub(src, {4, 2});
+  CHECK(sub.get(0).labels == 4);
+  CHECK(sub.get(1).prompt == "square 2");
+  CHECK_THROWS_WITH(cd::stack_images(std::vector<CountingSource::Sample>{}), Catch::Contains("empty batch"));
 }

@@ -73,10 +73,10 @@ TEST_CASE("train-rewards at a tiny config writes loadable rewards and sane metri
   REQUIRE(canon.sizes() == torch::IntArrayRef({1, 32, 32}));
   CHECK(canon.min().item<double>() >= 0.0);
   CHECK(canon.max().item<double>() <= 1.0);
-  cxrl::data::PhantomDatasetOptions dopt;
+  cxrl::cxr::PhantomDatasetOptions dopt;
   dopt.resolution = 32;
   dopt.n_train = 48;
-  const cxrl::data::PhantomDataset train(dopt, cxrl::data::Split::train);
+  const cxrl::cxr::PhantomDataset train(dopt, cxrl::data::Split::train);
   CHECK(torch::allclose(canon, cxrl::cxr::canonical_cxr(train, 32, 0)));
 
   // Each file loads strictly through the library's own loaders and scores a phantom batch.
@@ -85,7 +85,7 @@ TEST_CASE("train-rewards at a tiny config writes loadable rewards and sane metri
   for (std::size_t i = 0; i < 4; ++i) {
     auto s = train.get(i);
     imgs.push_back(s.image);
-    reports.push_back(s.impression);
+    reports.push_back(s.prompt);
   }
   const auto batch = torch::stack(imgs);
 

@@ -14,7 +14,7 @@
 namespace cxrl::cxr {
 
 /// @brief Mean image of @p n samples of @p d drawn without replacement (sample_indices(size, n, seed)).
-/// @tparam D a data::SampleSource (e.g. data::PhantomDataset, data::MimicDataset)
+/// @tparam D a data::SampleSource (e.g. cxr::PhantomDataset, cxr::MimicDataset)
 /// @param d training split
 /// @param n number of images (CXRL: 500); all of @p d when it has fewer
 /// @param seed sampling seed

@@ -17,8 +17,8 @@
 #include <cxrl/data/csv.hpp>
 #include <cxrl/data/dataset.hpp>
 #include <cxrl/data/issues.hpp>
-#include <cxrl/data/phantom_dataset.hpp>
-#include <cxrl/data/sample.hpp>
+#include <cxrl/cxr/phantom_dataset.hpp>
+#include <cxrl/cxr/sample.hpp>
 #include <cxrl/data/sections.hpp>
 #include <cxrl/io/image.hpp>
 
@@ -38,7 +38,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace cxrl::data {
+namespace cxrl::cxr {
 
 /// @brief Sample count meaning "every eligible pair".
 inline constexpr std::size_t kAllPairs = std::numeric_limits<std::size_t>::max();
@@ -63,8 +63,8 @@ struct MimicOptions {
 struct MimicRecord {
   std::string dicom_id, subject_id, study_id;  ///< ids as in the tables (numeric, without p/s prefix)
   std::string view;                            ///< ViewPosition
-  Split split = Split::train;                  ///< official split
-  cxr::Labels labels{};                        ///< CheXpert labels (all blank when the study has no row)
+  data::Split split = data::Split::train;                  ///< official split
+  Labels labels{};                        ///< CheXpert labels (all blank when the study has no row)
   std::string findings;                        ///< FINDINGS text
   std::string impression;                      ///< prompt text: impression, else findings, else last paragraph, else comparison, else the whole report
   std::string section;                         ///< which section the prompt came from
@@ -76,15 +76,15 @@ struct MimicRecord {
 /// @brief Result of indexing: sampled pairs per split, skipped items and counts.
 struct MimicIndex {
   MimicOptions options;                                ///< options used
-  std::map<Split, std::vector<MimicRecord>> pairs;     ///< sampled pairs per split (sampling order)
-  std::map<Split, std::size_t> eligible;               ///< pairs of an allowed view per split before sampling
+  std::map<data::Split, std::vector<MimicRecord>> pairs;     ///< sampled pairs per split (sampling order)
+  std::map<data::Split, std::size_t> eligible;               ///< pairs of an allowed view per split before sampling
   std::size_t no_label_row = 0;                        ///< sampled pairs whose study has no chexpert row
-  IssueLog issues;                                     ///< skipped items
+  data::IssueLog issues;                                     ///< skipped items
   std::filesystem::path split_csv, metadata_csv, chexpert_csv;  ///< tables used
 
   /// @brief Pairs of one split.
   /// @param s split
-  const std::vector<MimicRecord>& of(Split s) const {
+  const std::vector<MimicRecord>& of(data::Split s) const {
     static const std::vector<MimicRecord> empty;
     auto it = pairs.find(s);
     return it == pairs.end() ? empty : it->second;
@@ -93,7 +93,7 @@ struct MimicIndex {
   /// @param first_n issues listed in full
   nlohmann::json summary(std::size_t first_n = 10) const {
     nlohmann::json j;
-    for (Split s : {Split::train, Split::validate, Split::test}) {
+    for (data::Split s : {data::Split::train, data::Split::validate, data::Split::test}) {
       const auto& v = of(s);
       nlohmann::json js;
       js["pairs"] = v.size();
@@ -102,17 +102,17 @@ struct MimicIndex {
       for (const auto& r : v) ++views[r.view];
       js["views"] = views;
       nlohmann::json obs;
-      for (int o = 0; o < cxr::kNumObservations; ++o) {
+      for (int o = 0; o < kNumObservations; ++o) {
         std::size_t pos = 0, neg = 0, unc = 0, blank = 0;
         for (const auto& r : v) {
           const auto l = r.labels[static_cast<std::size_t>(o)];
-          (l == cxr::Label::positive ? pos : l == cxr::Label::negative ? neg : l == cxr::Label::uncertain ? unc : blank)++;
+          (l == Label::positive ? pos : l == Label::negative ? neg : l == Label::uncertain ? unc : blank)++;
         }
-        obs[std::string(cxr::kObservations[static_cast<std::size_t>(o)])] = {
+        obs[std::string(kObservations[static_cast<std::size_t>(o)])] = {
             {"positive", pos}, {"negative", neg}, {"uncertain", unc}, {"blank", blank}};
       }
       js["labels"] = obs;
-      j["splits"][std::string(split_name(s))] = js;
+      j["splits"][std::string(data::split_name(s))] = js;
     }
     j["studies_without_chexpert_row"] = no_label_row;
     j["skipped"] = issues.to_json(first_n);
@@ -145,12 +145,12 @@ inline std::optional<std::string> numeric_id(std::string s) {
 }
 
 /// CheXpert cell → label; nullopt for an unparsable value.
-inline std::optional<cxr::Label> parse_label(const std::string& raw) {
+inline std::optional<Label> parse_label(const std::string& raw) {
   const std::string s = trim(raw);
-  if (s.empty() || s == "nan" || s == "NaN") return cxr::Label::blank;
-  if (s == "1" || s == "1.0") return cxr::Label::positive;
-  if (s == "0" || s == "0.0" || s == "-0.0") return cxr::Label::negative;
-  if (s == "-1" || s == "-1.0") return cxr::Label::uncertain;
+  if (s.empty() || s == "nan" || s == "NaN") return Label::blank;
+  if (s == "1" || s == "1.0") return Label::positive;
+  if (s == "0" || s == "0.0" || s == "-0.0") return Label::negative;
+  if (s == "-1" || s == "-1.0") return Label::uncertain;
   return std::nullopt;
 }
 
@@ -190,14 +190,14 @@ inline MimicIndex build_mimic_index(const MimicOptions& o) {
   idx.metadata_csv = find_table(o.root, "mimic-cxr-2.0.0-metadata");
   idx.chexpert_csv = find_table(o.root, "mimic-cxr-2.0.0-chexpert");
   auto& log = idx.issues;
-  auto bad_row = [&](const CsvTable& t, const CsvRow& r, const std::string& reason, const std::string& detail) {
+  auto bad_row = [&](const data::CsvTable& t, const data::CsvRow& r, const std::string& reason, const std::string& detail) {
     log.add({t.source, r.line, reason, detail});
   };
 
   // metadata: dicom_id → ViewPosition
   std::unordered_map<std::string, std::string> view_of;
   {
-    const auto t = read_csv(idx.metadata_csv, &log);
+    const auto t = data::read_csv(idx.metadata_csv, &log);
     const auto c_d = t.require("dicom_id"), c_v = t.require("ViewPosition");
     for (const auto& r : t.rows) {
       if (r.fields.size() != t.header.size()) {
@@ -213,12 +213,12 @@ inline MimicIndex build_mimic_index(const MimicOptions& o) {
     }
   }
   // chexpert: (subject, study) → labels
-  std::unordered_map<std::string, cxr::Labels> labels_of;
+  std::unordered_map<std::string, Labels> labels_of;
   {
-    const auto t = read_csv(idx.chexpert_csv, &log);
+    const auto t = data::read_csv(idx.chexpert_csv, &log);
     const auto c_sub = t.require("subject_id"), c_st = t.require("study_id");
-    std::array<std::size_t, cxr::kNumObservations> cols{};
-    for (int k = 0; k < cxr::kNumObservations; ++k) cols[static_cast<std::size_t>(k)] = t.require(cxr::kObservations[static_cast<std::size_t>(k)]);
+    std::array<std::size_t, kNumObservations> cols{};
+    for (int k = 0; k < kNumObservations; ++k) cols[static_cast<std::size_t>(k)] = t.require(kObservations[static_cast<std::size_t>(k)]);
     for (const auto& r : t.rows) {
       if (r.fields.size() != t.header.size()) {
         bad_row(t, r, "malformed_row", std::to_string(r.fields.size()) + " fields, header has " + std::to_string(t.header.size()));
@@ -229,12 +229,12 @@ inline MimicIndex build_mimic_index(const MimicOptions& o) {
         bad_row(t, r, "malformed_row", "subject_id/study_id not numeric");
         continue;
       }
-      cxr::Labels l{};
+      Labels l{};
       bool ok = true;
-      for (int k = 0; k < cxr::kNumObservations && ok; ++k) {
+      for (int k = 0; k < kNumObservations && ok; ++k) {
         const auto v = parse_label(r.fields[cols[static_cast<std::size_t>(k)]]);
         if (!v) {
-          bad_row(t, r, "bad_label", std::string(cxr::kObservations[static_cast<std::size_t>(k)]) + " = '" +
+          bad_row(t, r, "bad_label", std::string(kObservations[static_cast<std::size_t>(k)]) + " = '" +
                                          r.fields[cols[static_cast<std::size_t>(k)]] + "' (expected 1.0, 0.0, -1.0 or blank)");
           ok = false;
         } else {
@@ -245,9 +245,9 @@ inline MimicIndex build_mimic_index(const MimicOptions& o) {
     }
   }
   // split: the pairs
-  std::map<Split, std::vector<MimicRecord>> eligible;
+  std::map<data::Split, std::vector<MimicRecord>> eligible;
   {
-    const auto t = read_csv(idx.split_csv, &log);
+    const auto t = data::read_csv(idx.split_csv, &log);
     const auto c_d = t.require("dicom_id"), c_st = t.require("study_id"), c_sub = t.require("subject_id"),
                c_sp = t.require("split");
     std::set<std::string> seen;
@@ -266,7 +266,7 @@ inline MimicIndex build_mimic_index(const MimicOptions& o) {
       rec.study_id = *st;
       rec.subject_id = *sub;
       try {
-        rec.split = parse_split(trim(r.fields[c_sp]));
+        rec.split = data::parse_split(trim(r.fields[c_sp]));
       } catch (const std::invalid_argument& e) {
         bad_row(t, r, "malformed_row", e.what());
         continue;
@@ -281,7 +281,7 @@ inline MimicIndex build_mimic_index(const MimicOptions& o) {
         continue;
       }
       rec.view = v->second;
-      const auto& allowed = (rec.split == Split::test && !o.test_views.empty()) ? o.test_views : o.views;
+      const auto& allowed = (rec.split == data::Split::test && !o.test_views.empty()) ? o.test_views : o.views;
       if (std::none_of(allowed.begin(), allowed.end(), [&](const std::string& a) { return upper(a) == rec.view; }))
         continue;  // a view that was not asked for: not an error
       rec.split_line = r.line;
@@ -301,13 +301,13 @@ inline MimicIndex build_mimic_index(const MimicOptions& o) {
   }
   // sample + validate
   const auto counter = make_token_counter(o.tokenizer_dir);
-  std::unordered_map<std::string, std::optional<ReportSections>> report_cache;
+  std::unordered_map<std::string, std::optional<data::ReportSections>> report_cache;
   for (auto& [split, recs] : eligible) {
     idx.eligible[split] = recs.size();
-    const std::size_t want = split == Split::train ? o.n_train : split == Split::validate ? o.n_validate : o.n_test;
+    const std::size_t want = split == data::Split::train ? o.n_train : split == data::Split::validate ? o.n_validate : o.n_test;
     auto& out = idx.pairs[split];
     if (want == 0) continue;
-    const auto order = shuffled_indices(recs.size(), cxr::child_seed(o.seed, static_cast<std::uint64_t>(split)));
+    const auto order = data::shuffled_indices(recs.size(), data::child_seed(o.seed, static_cast<std::uint64_t>(split)));
     for (std::size_t k = 0; k < order.size() && out.size() < want; ++k) {
       auto& rec = recs[order[k]];
       const std::string where = idx.split_csv.string();
@@ -322,8 +322,8 @@ inline MimicIndex build_mimic_index(const MimicOptions& o) {
       }
       auto it = report_cache.find(rec.study_id);
       if (it == report_cache.end()) {
-        std::optional<ReportSections> sec;
-        if (fs::exists(rec.report)) sec = parse_report(read_text_maybe_gz(rec.report));
+        std::optional<data::ReportSections> sec;
+        if (fs::exists(rec.report)) sec = data::parse_report(data::read_text_maybe_gz(rec.report));
         it = report_cache.emplace(rec.study_id, std::move(sec)).first;
       }
       if (!it->second) {
@@ -347,7 +347,7 @@ inline MimicIndex build_mimic_index(const MimicOptions& o) {
       if (l != labels_of.end()) {
         rec.labels = l->second;
       } else {
-        for (auto& x : rec.labels) x = cxr::Label::blank;
+        for (auto& x : rec.labels) x = Label::blank;
         ++idx.no_label_row;
       }
       out.push_back(rec);
@@ -362,7 +362,7 @@ class MimicDataset {
   /// @brief Dataset over @p index's pairs of @p split (the index must outlive the dataset).
   /// @param index result of build_mimic_index()
   /// @param split which split
-  MimicDataset(const MimicIndex& index, Split split) : index_(&index), split_(split) {}
+  MimicDataset(const MimicIndex& index, data::Split split) : index_(&index), split_(split) {}
   /// @brief Number of pairs.
   std::size_t size() const { return index_->of(split_).size(); }
   /// @brief The record of pair @p i.
@@ -378,20 +378,20 @@ class MimicDataset {
     const auto px = io::center_crop_resize(img, res);
     Sample s;
     s.image = torch::from_blob(const_cast<float*>(px.data()), {1, res, res}, torch::kFloat32).clone();
-    s.findings = r.findings;
-    s.impression = r.impression;
+    s.meta.findings = r.findings;
+    s.prompt = r.impression;
     s.labels = r.labels;
-    s.view = r.view;
-    s.subject_id = "p" + r.subject_id;
-    s.study_id = "s" + r.study_id;
-    s.dicom_id = r.dicom_id;
+    s.meta.view = r.view;
+    s.meta.subject_id = "p" + r.subject_id;
+    s.meta.study_id = "s" + r.study_id;
+    s.meta.dicom_id = r.dicom_id;
     s.split = r.split;
     return s;
   }
 
  private:
   const MimicIndex* index_;
-  Split split_;
+  data::Split split_;
 };
 
-}  // namespace cxrl::data
+}  // namespace cxrl::cxr

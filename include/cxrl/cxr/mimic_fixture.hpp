@@ -11,8 +11,8 @@
 #include <cxrl/cxr/report_writer.hpp>
 #include <cxrl/data/csv.hpp>
 #include <cxrl/data/gzip.hpp>
-#include <cxrl/data/mimic.hpp>
-#include <cxrl/data/phantom_dataset.hpp>
+#include <cxrl/cxr/mimic.hpp>
+#include <cxrl/cxr/phantom_dataset.hpp>
 #include <cxrl/io/image.hpp>
 
 #include <filesystem>
@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-namespace cxrl::data {
+namespace cxrl::cxr {
 
 /// @brief Fixture options.
 struct MimicFixtureOptions {
@@ -29,7 +29,7 @@ struct MimicFixtureOptions {
   std::uint64_t seed = 0;          ///< phantom world seed
   int resolution = 128;            ///< phantom side; JPEGs are portrait (side × side·9/8) so loaders must centre-crop
   bool inject_faults = false;      ///< add the faults listed in MimicFixture::expected_issues
-  cxr::PhantomConfig phantom{};    ///< study distribution
+  PhantomConfig phantom{};    ///< study distribution
   std::filesystem::path tokenizer_dir;  ///< CLIP tokenizer folder for the impression budget; empty = bound
 };
 
@@ -38,7 +38,7 @@ struct MimicFixture {
   std::filesystem::path root;                        ///< tree root
   std::vector<MimicRecord> expected;                 ///< valid frontal pairs (image, prompt text, labels, split)
   std::map<std::string, std::size_t> expected_issues;  ///< reason → count (with inject_faults)
-  std::vector<cxr::PhantomSpec> specs;               ///< ground truth of every study (index = study number)
+  std::vector<PhantomSpec> specs;               ///< ground truth of every study (index = study number)
 };
 
 namespace fixture_detail {
@@ -76,44 +76,44 @@ inline MimicFixture make_mimic_fixture(const std::filesystem::path& out, const M
   fs::create_directories(out);
   MimicFixture fx;
   fx.root = out;
-  const cxr::ReportWriter writer(cxr::PhrasingPool::all, make_token_counter(o.tokenizer_dir));
+  const ReportWriter writer(PhrasingPool::all, make_token_counter(o.tokenizer_dir));
   const int w = o.resolution, h = o.resolution + o.resolution / 8;
   std::string meta = "dicom_id,subject_id,study_id,PerformedProcedureStepDescription,ViewPosition,Rows,Columns,"
                      "StudyDate,StudyTime,ProcedureCodeSequence_CodeMeaning,ViewCodeSequence_CodeMeaning,"
                      "PatientOrientationCodeSequence_CodeMeaning\n";
   std::string split = "dicom_id,study_id,subject_id,split\n";
   std::string chex = "subject_id,study_id";
-  for (auto n : cxr::kObservations) chex += "," + std::string(n);
+  for (auto n : kObservations) chex += "," + std::string(n);
   chex += "\n";
   std::size_t split_line = 1;
   static const char* indications[] = {"___ year old woman with cough and fever", "___M with shortness of breath",
                                       "Evaluate for pneumonia", "___F s/p line placement, assess position",
                                       "Chest pain, rule out acute process"};
   for (std::size_t k = 0; k < o.studies; ++k) {
-    const auto spec = cxr::sample_phantom_spec(o.phantom, cxr::child_seed(o.seed, 0xF1C + k));
+    const auto spec = sample_phantom_spec(o.phantom, data::child_seed(o.seed, 0xF1C + k));
     fx.specs.push_back(spec);
     const auto rep = writer.write(spec);
-    cxr::Rng rng(cxr::child_seed(spec.seed, 0xF17));
+    data::Rng rng(data::child_seed(spec.seed, 0xF17));
     const std::string subject = std::to_string(10000000 + 1000 * (k / 2) + 17 * (k % 7));  // a few studies share a subject
     const std::string study = std::to_string(50000000 + 7919 * k);
-    const double u = static_cast<double>((cxr::mix64(cxr::child_seed(o.seed, subject.size() + std::stoull(subject))) >> 11)) * 0x1.0p-53;
-    const Split sp = u < 0.6 ? Split::train : u < 0.75 ? Split::validate : Split::test;
+    const double u = static_cast<double>((data::mix64(data::child_seed(o.seed, subject.size() + std::stoull(subject))) >> 11)) * 0x1.0p-53;
+    const data::Split sp = u < 0.6 ? data::Split::train : u < 0.75 ? data::Split::validate : data::Split::test;
     const fs::path sdir = out / mimic_study_dir(subject, study);
     fs::create_directories(sdir);
     // Frontal image: the phantom centred in a portrait frame (air above and below).
     auto frontal = torch::zeros({1, h, w});
-    frontal.narrow(1, (h - w) / 2, w).copy_(cxr::render_phantom(spec, w));
+    frontal.narrow(1, (h - w) / 2, w).copy_(render_phantom(spec, w));
     char dic[64];
     std::snprintf(dic, sizeof dic, "%08llx-%08llx-%08llx-%08llx-%08llx", static_cast<unsigned long long>(rng.next() & 0xffffffffu),
                   static_cast<unsigned long long>(rng.next() & 0xffffffffu), static_cast<unsigned long long>(rng.next() & 0xffffffffu),
                   static_cast<unsigned long long>(rng.next() & 0xffffffffu), static_cast<unsigned long long>(k));
     const std::string dicom = dic;
     io::write_jpeg(sdir / (dicom + ".jpg"), frontal, 95);
-    const std::string view = cxr::view_name(spec.view);
+    const std::string view = view_name(spec.view);
     meta += dicom + "," + subject + "," + study + ",CHEST (PA AND LAT)," + view + "," + std::to_string(h) + "," +
             std::to_string(w) + ",21800101,120000.000,Chest 2 Views," + (view == "PA" ? "postero-anterior" : "antero-posterior") +
             ",Erect\n";
-    split += dicom + "," + study + "," + subject + "," + std::string(split_name(sp)) + "\n";
+    split += dicom + "," + study + "," + subject + "," + std::string(data::split_name(sp)) + "\n";
     ++split_line;
     MimicRecord rec;
     rec.dicom_id = dicom;
@@ -130,11 +130,11 @@ inline MimicFixture make_mimic_fixture(const std::filesystem::path& out, const M
     // Every third study also has a lateral image (not a frontal view: loaders must filter it out).
     if (k % 3 == 1) {
       const std::string lat = dicom.substr(0, dicom.size() - 1) + "l";
-      auto li = cxr::render_phantom(spec, w, false, false).flip({2});  // stand-in pixels; only the view matters
+      auto li = render_phantom(spec, w, false, false).flip({2});  // stand-in pixels; only the view matters
       io::write_jpeg(sdir / (lat + ".jpg"), li, 90);
       meta += lat + "," + subject + "," + study + ",CHEST (PA AND LAT),LATERAL," + std::to_string(w) + "," +
               std::to_string(w) + ",21800101,120000.000,Chest 2 Views,lateral,Erect\n";
-      split += lat + "," + study + "," + subject + "," + std::string(split_name(sp)) + "\n";
+      split += lat + "," + study + "," + subject + "," + std::string(data::split_name(sp)) + "\n";
       ++split_line;
     }
     // Report text with MIMIC's layout; header variants exercise the section normaliser.
@@ -157,7 +157,7 @@ inline MimicFixture make_mimic_fixture(const std::filesystem::path& out, const M
     std::ofstream(rp, std::ios::binary) << txt;
     chex += subject + "," + study;
     for (auto l : rep.labels) {
-      const float v = cxr::to_float(l);
+      const float v = to_float(l);
       chex += ",";
       if (!std::isnan(v)) chex += v > 0 ? "1.0" : v < 0 ? "-1.0" : "0.0";
     }
@@ -178,7 +178,7 @@ inline MimicFixture make_mimic_fixture(const std::filesystem::path& out, const M
     // 4. a missing report: the third pair's report is deleted.
     if (fx.expected.size() > 2) fs::remove(fx.expected[2].report);
     // 5. a chexpert row with an unparsable value and a metadata row with too many fields.
-    chex += "10000001,59999999,maybe" + std::string(cxr::kNumObservations - 1, ',') + "\n";
+    chex += "10000001,59999999,maybe" + std::string(kNumObservations - 1, ',') + "\n";
     fx.expected_issues["bad_label"] += 1;
     meta += "x,1,2,3,PA,5,6,7,8,9,10,11,12,13\n";
     fx.expected_issues["malformed_row"] += 1;
@@ -205,10 +205,10 @@ inline MimicFixture make_mimic_fixture(const std::filesystem::path& out, const M
   for (const char* stale : {"mimic-cxr-2.0.0-split.csv", "mimic-cxr-2.0.0-split.csv.gz", "mimic-cxr-2.0.0-metadata.csv",
                             "mimic-cxr-2.0.0-chexpert.csv"})
     fs::remove(out / stale);
-  write_text_maybe_gz(out / "mimic-cxr-2.0.0-metadata.csv.gz", meta);
-  write_text_maybe_gz(out / (o.inject_faults ? "mimic-cxr-2.0.0-split.csv" : "mimic-cxr-2.0.0-split.csv.gz"), split);
-  write_text_maybe_gz(out / "mimic-cxr-2.0.0-chexpert.csv.gz", chex);
+  data::write_text_maybe_gz(out / "mimic-cxr-2.0.0-metadata.csv.gz", meta);
+  data::write_text_maybe_gz(out / (o.inject_faults ? "mimic-cxr-2.0.0-split.csv" : "mimic-cxr-2.0.0-split.csv.gz"), split);
+  data::write_text_maybe_gz(out / "mimic-cxr-2.0.0-chexpert.csv.gz", chex);
   return fx;
 }
 
-}  // namespace cxrl::data
+}  // namespace cxrl::cxr

@@ -15,7 +15,7 @@
 #include <cxrl/cxr/phantom_devices.hpp>
 #include <cxrl/cxr/phantom_findings.hpp>
 #include <cxrl/cxr/phantom_posture.hpp>
-#include <cxrl/cxr/phantom_rng.hpp>
+#include <cxrl/data/rng.hpp>
 
 #include <torch/torch.h>
 
@@ -83,7 +83,7 @@ inline bool is_common(int o) {
 }
 
 /// Laterality for observation o: midline findings have none, edema is bilateral.
-inline Laterality draw_side(int o, Rng& rng) {
+inline Laterality draw_side(int o, data::Rng& rng) {
   if (o == obs::cardiomegaly || o == obs::enlarged_cardiomediastinum) return Laterality::none;
   if (o == obs::edema) return Laterality::bilateral;
   double p_bi = 0.0;
@@ -101,7 +101,7 @@ inline Laterality draw_side(int o, Rng& rng) {
 /// @param seed study seed (same seed → same spec)
 inline PhantomSpec sample_phantom_spec(const PhantomConfig& cfg, std::uint64_t seed) {
   using namespace phantom_detail;
-  Rng rng(child_seed(seed, 0x5EC));
+  data::Rng rng(data::child_seed(seed, 0x5EC));
   PhantomSpec s;
   s.seed = seed;
   s.view = rng.bernoulli(cfg.p_ap) ? View::AP : View::PA;
@@ -188,7 +188,7 @@ inline PhantomSpec normal_phantom_spec(std::uint64_t seed, View view = View::PA)
   for (int o : {obs::pleural_effusion, obs::pneumothorax, obs::consolidation, obs::edema, obs::cardiomegaly})
     s.findings[static_cast<std::size_t>(o)].label = Label::negative;
   s.findings[obs::no_finding].label = Label::positive;
-  Rng rng(child_seed(seed, 0x91AC));
+  data::Rng rng(data::child_seed(seed, 0x91AC));
   place_findings(s.findings, rng);
   return s;
 }
@@ -222,7 +222,7 @@ struct PhantomScene {
 /// @brief Build the scene of a spec: anatomy (+ geometric findings), devices, fracture.
 /// @param s spec
 inline PhantomScene build_scene(const PhantomSpec& s) {
-  Rng rng(child_seed(s.seed, 0xA4A7));
+  data::Rng rng(data::child_seed(s.seed, 0xA4A7));
   PhantomScene sc;
   sc.anatomy = make_anatomy(rng, s.view);
   apply_findings_to_anatomy(sc.anatomy, s.findings);
@@ -266,7 +266,7 @@ inline void render_phantom_into(const PhantomSpec& s, int size, float* out, bool
   const float inv = 1.f / static_cast<float>(size);
   const float aa = 0.75f * 2.f * inv / static_cast<float>(std::min(std::abs(psi.sx), std::abs(psi.sy)));
   const Exposure ex = with_exposure ? s.exposure : Exposure{};
-  const std::uint32_t nseed = static_cast<std::uint32_t>(child_seed(s.seed, 0x4015E));
+  const std::uint32_t nseed = static_cast<std::uint32_t>(data::child_seed(s.seed, 0x4015E));
   const float ns = ex.noise * 1.7320508f;  // sum of 4 uniforms − 2 has variance 1/3
   // Tone curve density → brightness (film response, contrast, gamma) as a lookup table: exp and pow
   // per pixel would dominate the render time.

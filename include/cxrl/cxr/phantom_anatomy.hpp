@@ -9,7 +9,7 @@
 /// the full-thickness soft tissue of the chest); phantom.hpp maps density to film brightness.
 #pragma once
 
-#include <cxrl/cxr/phantom_rng.hpp>
+#include <cxrl/data/rng.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -195,7 +195,7 @@ struct Anatomy {
 /// @brief Draw a jittered patient anatomy.
 /// @param rng generator (consumed)
 /// @param view projection; AP raises the clavicles, lowers inspiration and magnifies the heart
-inline Anatomy make_anatomy(Rng& rng, View view) {
+inline Anatomy make_anatomy(data::Rng& rng, View view) {
   Anatomy a;
   a.view = view;
   auto j = [&](float x, float spread) { return x + static_cast<float>(rng.uniform(-spread, spread)); };

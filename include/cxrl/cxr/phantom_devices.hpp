@@ -7,7 +7,7 @@
 #pragma once
 
 #include <cxrl/cxr/phantom_anatomy.hpp>
-#include <cxrl/cxr/phantom_rng.hpp>
+#include <cxrl/data/rng.hpp>
 
 #include <algorithm>
 #include <array>

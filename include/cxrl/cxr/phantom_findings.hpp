@@ -21,7 +21,7 @@
 
 #include <cxrl/cxr/observations.hpp>
 #include <cxrl/cxr/phantom_anatomy.hpp>
-#include <cxrl/cxr/phantom_rng.hpp>
+#include <cxrl/data/rng.hpp>
 
 #include <array>
 #include <cmath>
@@ -111,7 +111,7 @@ inline void apply_findings_to_anatomy(Anatomy& a, const FindingStates& f) {
 /// @brief Draw placement parameters for the drawn findings.
 /// @param f findings to complete (u, v, size, variant, seed)
 /// @param rng generator (consumed)
-inline void place_findings(FindingStates& f, Rng& rng) {
+inline void place_findings(FindingStates& f, data::Rng& rng) {
   for (int i = 0; i < kNumObservations; ++i) {
     auto& s = f[static_cast<std::size_t>(i)];
     s.seed = static_cast<std::uint32_t>(rng.next());

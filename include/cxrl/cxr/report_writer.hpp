@@ -290,14 +290,14 @@ class ReportWriter {
 
   /// @brief Write the report of a study; the phrasing is drawn from the spec's seed.
   /// @param s study ground truth
-  Report write(const PhantomSpec& s) const { return write(s, child_seed(s.seed, 0x7E47)); }
+  Report write(const PhantomSpec& s) const { return write(s, data::child_seed(s.seed, 0x7E47)); }
 
   /// @brief Write the report of a study with an explicit phrasing seed.
   /// @param s study ground truth
   /// @param phrasing_seed seed of the template choices
   Report write(const PhantomSpec& s, std::uint64_t phrasing_seed) const {
     using namespace report_detail;
-    Rng rng(phrasing_seed);
+    data::Rng rng(phrasing_seed);
     auto pick = [&](Templates t) -> std::string_view {
       const auto p = pool_of(t, pool_);
       return p[rng.below(p.size())];

@@ -1,32 +1,41 @@
 /// @file
-/// @brief The dataset API: a `SampleSource` concept (size + lazy get), deterministic shuffling and
-/// sampling, subsets, lazy range-v3 views over samples and batches, and collation into tensors.
+/// @brief The dataset API of any modality: a `SampleSource` concept (size + lazy get), deterministic shuffling
+/// and sampling, subsets, lazy range-v3 views over samples and over batches collated by the modality.
 #pragma once
 
-#include <cxrl/cxr/phantom_rng.hpp>
+#include <cxrl/data/rng.hpp>
 #include <cxrl/data/sample.hpp>
 
+#include <range/v3/view/chunk.hpp>
 #include <range/v3/view/iota.hpp>
+#include <range/v3/view/take.hpp>
 #include <range/v3/view/transform.hpp>
 
 #include <torch/torch.h>
 
 #include <concepts>
 #include <cstdint>
-#include <limits>
 #include <numeric>
+#include <optional>
+#include <type_traits>
+#include <utility>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace cxrl::data {
 
-/// @brief A random-access source of samples; `get(i)` renders/decodes the image on access.
+/// @brief A random-access source of samples; `get(i)` renders/decodes the image on access. The sample type is the
+/// modality's (usually a data::Sample<Labels, Meta>); all the generic code reads is its `image`.
 template <class D>
 concept SampleSource = requires(const D& d, std::size_t i) {
   { d.size() } -> std::convertible_to<std::size_t>;
-  { d.get(i) } -> std::same_as<Sample>;
+  { d.get(i).image } -> std::convertible_to<torch::Tensor>;
 };
+
+/// @brief The sample type of source @p D.
+template <SampleSource D>
+using sample_t = std::remove_cvref_t<decltype(std::declval<const D&>().get(std::size_t{0}))>;
 
 /// @brief The permutation of 0..n−1 drawn by a Fisher–Yates shuffle from @p seed (same seed, same order,
 /// on every platform).
@@ -35,7 +44,7 @@ concept SampleSource = requires(const D& d, std::size_t i) {
 inline std::vector<std::size_t> shuffled_indices(std::size_t n, std::uint64_t seed) {
   std::vector<std::size_t> idx(n);
   std::iota(idx.begin(), idx.end(), std::size_t{0});
-  cxr::Rng rng(cxr::child_seed(seed, 0x5A3F1E));
+  Rng rng(child_seed(seed, 0x5A3F1E));
   for (std::size_t i = n; i > 1; --i) std::swap(idx[i - 1], idx[rng.below(i)]);
   return idx;
 }
@@ -68,7 +77,7 @@ class Subset {
   std::size_t size() const { return idx_.size(); }
   /// @brief Sample @p i of the subset.
   /// @param i position in the subset
-  Sample get(std::size_t i) const { return d_->get(idx_.at(i)); }
+  sample_t<D> get(std::size_t i) const { return d_->get(idx_.at(i)); }
 
  private:
   const D* d_;
@@ -83,53 +92,31 @@ auto samples(const D& d) {
          ranges::views::transform([&d](std::size_t i) { return d.get(i); });
 }
 
-/// @brief A collated batch.
-struct Batch {
-  torch::Tensor images;                 ///< float [B,1,H,W]
-  torch::Tensor labels;                 ///< float [B,14]: 1, 0, −1, NaN for blank
-  torch::Tensor posture;                ///< float [B,5] ψ, NaN rows where unknown
-  std::vector<std::string> prompts;     ///< impressions (the generation prompts)
-  std::vector<std::string> findings;    ///< findings texts
-  std::vector<std::string> views;       ///< view positions
-  std::vector<std::string> ids;         ///< dicom ids
-};
-
-/// @brief Stack samples into a Batch (all images must have the same size).
-/// @param s samples (non-empty)
-inline Batch collate(const std::vector<Sample>& s) {
+/// @brief The images of @p s stacked into one tensor [B, C, H, W]; names the first sample without an image or
+/// of another size.
+/// @param s samples (non-empty), each with an `image` tensor
+template <class S>
+torch::Tensor stack_images(const std::vector<S>& s) {
   if (s.empty()) throw std::invalid_argument("collate: empty batch");
-  Batch b;
   std::vector<torch::Tensor> ims;
-  const auto n = static_cast<int64_t>(s.size());
-  b.labels = torch::empty({n, cxr::kNumObservations}, torch::kFloat32);
-  b.posture = torch::full({n, 5}, std::numeric_limits<float>::quiet_NaN(), torch::kFloat32);
-  auto L = b.labels.accessor<float, 2>();
-  auto P = b.posture.accessor<float, 2>();
-  for (int64_t i = 0; i < n; ++i) {
-    const auto& x = s[static_cast<std::size_t>(i)];
-    if (!x.image.defined()) throw std::invalid_argument("collate: sample " + std::to_string(i) + " has no image");
-    if (!ims.empty() && x.image.sizes() != ims.front().sizes())
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (!s[i].image.defined()) throw std::invalid_argument("collate: sample " + std::to_string(i) + " has no image");
+    if (!ims.empty() && s[i].image.sizes() != ims.front().sizes())
       throw std::invalid_argument("collate: sample " + std::to_string(i) + " has a different image size");
-    ims.push_back(x.image);
-    for (int k = 0; k < cxr::kNumObservations; ++k) L[i][k] = cxr::to_float(x.labels[static_cast<std::size_t>(k)]);
-    if (x.posture)
-      for (int k = 0; k < 5; ++k) P[i][k] = static_cast<float>((*x.posture)[static_cast<std::size_t>(k)]);
-    b.prompts.push_back(x.impression);
-    b.findings.push_back(x.findings);
-    b.views.push_back(x.view);
-    b.ids.push_back(x.dicom_id);
+    ims.push_back(s[i].image);
   }
-  b.images = torch::stack(ims);
-  return b;
+  return torch::stack(ims);
 }
 
 /// @brief Lazy range of batches over @p d.
 /// @param d source (must outlive the range)
 /// @param batch_size samples per batch (≥ 1)
+/// @param collate turns a `std::vector<sample_t<D>>` into the modality's batch (e.g. cxr::collate)
 /// @param shuffle_seed when set, the order is shuffled_indices(size, seed); else 0..n−1
 /// @param drop_last drop a final incomplete batch
-template <SampleSource D>
-auto batches(const D& d, std::size_t batch_size, std::optional<std::uint64_t> shuffle_seed = std::nullopt,
+template <SampleSource D, class Collate>
+  requires std::invocable<const Collate&, const std::vector<sample_t<D>>&>
+auto batches(const D& d, std::size_t batch_size, Collate collate, std::optional<std::uint64_t> shuffle_seed = std::nullopt,
              bool drop_last = false) {
   if (batch_size == 0) throw std::invalid_argument("batches: batch_size must be >= 1");
   const std::size_t n = d.size();
@@ -137,10 +124,11 @@ auto batches(const D& d, std::size_t batch_size, std::optional<std::uint64_t> sh
   std::iota(order.begin(), order.end(), std::size_t{0});
   if (shuffle_seed) order = shuffled_indices(n, *shuffle_seed);
   const std::size_t nb = drop_last ? n / batch_size : (n + batch_size - 1) / batch_size;
-  return ranges::views::iota(std::size_t{0}, nb) |
-         ranges::views::transform([&d, order = std::move(order), batch_size](std::size_t b) {
-           std::vector<Sample> s;
-           for (std::size_t i = b * batch_size; i < std::min(order.size(), (b + 1) * batch_size); ++i) s.push_back(d.get(order[i]));
+  // range-v3's chunk (std::views::chunk is C++23) cuts the positions into batches, the last one possibly short.
+  return ranges::views::iota(std::size_t{0}, n) | ranges::views::chunk(batch_size) | ranges::views::take(nb) |
+         ranges::views::transform([&d, order = std::move(order), collate](auto positions) {
+           std::vector<sample_t<D>> s;
+           for (const std::size_t i : positions) s.push_back(d.get(order[i]));
            return collate(s);
          });
 }

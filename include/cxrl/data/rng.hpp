@@ -1,7 +1,7 @@
 /// @file
-/// @brief A small, portable, seedable random number generator for the phantom world.
+/// @brief A small, portable, seedable random number generator for procedural worlds and data sampling.
 ///
-/// `std::uniform_real_distribution` and friends are implementation-defined, so phantoms drawn with
+/// `std::uniform_real_distribution` and friends are implementation-defined, so worlds drawn with
 /// them would differ between standard libraries; this splitmix64-based generator gives the same
 /// bytes everywhere for the same seed.
 #pragma once
@@ -9,7 +9,7 @@
 #include <cmath>
 #include <cstdint>
 
-namespace cxrl::cxr {
+namespace cxrl::data {
 
 /// @brief splitmix64 mixing function (Steele, Lea & Flood 2014); also used to derive child seeds.
 /// @param x input word
@@ -65,4 +65,4 @@ class Rng {
   std::uint64_t state_;
 };
 
-}  // namespace cxrl::cxr
+}  // namespace cxrl::data

@@ -1,13 +1,9 @@
 /// @file
-/// @brief One image–report pair of a CXR data set (real or phantom) and the split names.
+/// @brief A sample of any modality (image, prompt, labels, metadata) and the split names.
 #pragma once
-
-#include <cxrl/cxr/observations.hpp>
 
 #include <torch/torch.h>
 
-#include <array>
-#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -37,17 +33,21 @@ inline Split parse_split(std::string_view name) {
   throw std::invalid_argument("unknown split '" + std::string(name) + "' (allowed: train, validate, test)");
 }
 
-/// @brief One image–report pair.
+/**
+ * @brief One image–text pair of any modality.
+ *
+ * The image and the prompt are what a diffusion model is trained and tuned on; what the world knows besides
+ * (a CXR study's 14 CheXpert labels and pose, a skin lesion's diagnosis) differs per modality, so it is a type
+ * parameter rather than fields every modality must carry.
+ * @tparam Labels the modality's ground truth (e.g. cxr::Labels)
+ * @tparam Meta the modality's other facts and ids (e.g. cxr::StudyMeta)
+ */
+template <class Labels, class Meta>
 struct Sample {
-  torch::Tensor image;          ///< float [1,H,W] in [0,1] (CPU)
-  std::string findings;         ///< FINDINGS text (may be empty)
-  std::string impression;       ///< IMPRESSION text (the generation prompt; ≤ 74 CLIP tokens)
-  cxr::Labels labels{};         ///< the 14 CheXpert labels (kObservations order)
-  std::string view;             ///< "PA", "AP", …
-  std::optional<std::array<double, 5>> posture;  ///< ψ = (s_x, s_y, t_x, t_y, θ) when known (phantoms)
-  std::string subject_id;       ///< patient id ("p10000032" for MIMIC, "phantom" for phantoms)
-  std::string study_id;         ///< study id ("s50414267")
-  std::string dicom_id;         ///< image id
+  torch::Tensor image;          ///< float [C,H,W] in [0,1] (CPU)
+  std::string prompt;           ///< the generation prompt (a report's impression, a caption)
+  Labels labels{};              ///< ground truth
+  Meta meta{};                  ///< metadata
   Split split = Split::train;   ///< split it came from
 };
 
