@@ -2,8 +2,8 @@
 # Installs the Debian bookworm packages cxrl needs. Idempotent: skips apt when all are present.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build ccache pkg-config git
-      libtorch-dev libgloo-dev libxtensor-dev librange-v3-dev libboost-dev catch2 doxygen
-      nlohmann-json3-dev libcli11-dev libstb-dev zlib1g-dev libopenblas0-openmp
+      libtorch-dev libgloo-dev librange-v3-dev catch2 doxygen
+      nlohmann-json3-dev libcli11-dev libstb-dev libopenblas0-openmp
       python3-torch python3-numpy fonts-dejavu-core clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,5 +1,6 @@
 /// @file
-/// @brief Umbrella header: the whole library, layer by layer (io → text → nn → diffusion → policy → core → metrics → eval → cxr → data).
+/// @brief Umbrella header: the whole library, layer by layer, bottom-up as docs/architecture.md orders them
+/// (io → text → metrics → eval → data → nn → diffusion → policy → core → cxr).
 #pragma once
 
 #include <cxrl/version.hpp>
@@ -22,6 +23,22 @@
 #include <cxrl/text/clip_tokenizer.hpp>
 #include <cxrl/text/wordpiece.hpp>
 
+#include <cxrl/metrics/auroc.hpp>
+#include <cxrl/metrics/fid.hpp>
+#include <cxrl/metrics/msssim.hpp>
+
+#include <cxrl/eval/bootstrap.hpp>
+#include <cxrl/eval/table.hpp>
+
+#include <cxrl/data/csv.hpp>
+#include <cxrl/data/dataset.hpp>
+#include <cxrl/data/gzip.hpp>
+#include <cxrl/data/issues.hpp>
+#include <cxrl/data/rng.hpp>
+#include <cxrl/data/sample.hpp>
+#include <cxrl/data/sections.hpp>
+
+#include <cxrl/nn/activation.hpp>
 #include <cxrl/nn/attention.hpp>
 #include <cxrl/nn/autoencoder_kl.hpp>
 #include <cxrl/nn/autoencoder_kl_config.hpp>
@@ -69,14 +86,6 @@
 #include <cxrl/core/trainer_state.hpp>
 #include <cxrl/core/trajectory.hpp>
 
-#include <cxrl/metrics/auroc.hpp>
-#include <cxrl/metrics/fid.hpp>
-#include <cxrl/metrics/msssim.hpp>
-
-#include <cxrl/eval/bootstrap.hpp>
-#include <cxrl/eval/table.hpp>
-#include <cxrl/eval/table.hpp>
-
 #include <cxrl/cxr/align_reward.hpp>
 #include <cxrl/cxr/canonical.hpp>
 #include <cxrl/cxr/consist_reward.hpp>
@@ -86,13 +95,15 @@
 #include <cxrl/cxr/image_set.hpp>
 #include <cxrl/cxr/labeler.hpp>
 #include <cxrl/cxr/labeler_rules.hpp>
+#include <cxrl/cxr/mimic.hpp>
+#include <cxrl/cxr/mimic_fixture.hpp>
 #include <cxrl/cxr/observations.hpp>
 #include <cxrl/cxr/phantom.hpp>
 #include <cxrl/cxr/phantom_anatomy.hpp>
+#include <cxrl/cxr/phantom_dataset.hpp>
 #include <cxrl/cxr/phantom_devices.hpp>
 #include <cxrl/cxr/phantom_findings.hpp>
 #include <cxrl/cxr/phantom_posture.hpp>
-#include <cxrl/cxr/phantom_rng.hpp>
 #include <cxrl/cxr/posture.hpp>
 #include <cxrl/cxr/report_writer.hpp>
 #include <cxrl/cxr/reward_model_files.hpp>
@@ -100,15 +111,6 @@
 #include <cxrl/cxr/reward_set.hpp>
 #include <cxrl/cxr/reward_training.hpp>
 #include <cxrl/cxr/rewards.hpp>
+#include <cxrl/cxr/sample.hpp>
 #include <cxrl/cxr/symmetry.hpp>
 #include <cxrl/cxr/xrv_densenet.hpp>
-
-#include <cxrl/data/csv.hpp>
-#include <cxrl/data/dataset.hpp>
-#include <cxrl/data/gzip.hpp>
-#include <cxrl/data/issues.hpp>
-#include <cxrl/data/mimic.hpp>
-#include <cxrl/data/mimic_fixture.hpp>
-#include <cxrl/data/phantom_dataset.hpp>
-#include <cxrl/data/sample.hpp>
-#include <cxrl/data/sections.hpp>
