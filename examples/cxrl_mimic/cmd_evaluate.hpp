@@ -13,8 +13,7 @@
 // job scores models in parallel child processes).
 #pragma once
 
-#include "config.hpp"
-#include "policy_setup.hpp"
+#include "app.hpp"
 #include "reward_models.hpp"
 #include "settings_groups.hpp"
 #include "world.hpp"

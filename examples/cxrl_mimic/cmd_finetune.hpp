@@ -4,57 +4,30 @@
 // --no-ace, --no-rlcf (every term absolute: direct feedback), --rewards (any subset; the others get λ = 0
 // and are still logged).
 //
-// Run folder (--out):
-//   config.json                      resolved settings (a resumed run must match them)
-//   checkpoints/ckpt-<epoch>.safetensors   adapters + AdamW + RNG + epoch, atomic, last --keep_checkpoints
-//   events.out.tfevents.*            TensorBoard scalars and anchor-vs-policy image grids
-//   metrics.jsonl                    one JSON object per epoch (the same scalars, for scripts)
-//   grids/epoch_<k>.png              fixed held-out reports: anchor (top) vs policy (bottom) after k epochs
-//   curves.png                       reward curves: policy and anchor score per term per epoch (± SE), KL, clipping
-//   adapters.safetensors             final LoRA + ACE (policy::LoraAcePolicy::load_adapters)
-//   metrics.json                     summary of the run
+// The run folder (--out) is cxrl::app's (app/run_folder.hpp has its layout).
 #pragma once
 
-#include "config.hpp"
-#include "policy_setup.hpp"
+#include "app.hpp"
 #include "reward_models.hpp"
 #include "settings_groups.hpp"
 #include "world.hpp"
 
+#include <cxrl/app/finetune.hpp>
 #include <cxrl/core/baselines.hpp>
 #include <cxrl/core/distributed.hpp>
 #include <cxrl/core/launch.hpp>
-#include <cxrl/core/epoch_log.hpp>
 #include <cxrl/core/reward_sum.hpp>
 #include <cxrl/core/trainer.hpp>
-#include <cxrl/core/trainer_state.hpp>
 #include <cxrl/cxr/reward_set.hpp>
-#include <cxrl/io/checkpoints.hpp>
-#include <cxrl/io/event_log.hpp>
-#include <cxrl/io/image.hpp>
-#include <cxrl/io/interrupt.hpp>
-#include <cxrl/io/progress.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
-#include <cstring>
-#include <cmath>
 #include <cstdlib>
-#include <optional>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <set>
-#include <sstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -121,178 +94,29 @@ inline void check_finetune_options(const FinetuneOptions& o) {
   need(o.w_align >= 0 && o.w_diag >= 0 && o.w_consist >= 0, "reward weights must be >= 0");
 }
 
-namespace detail {
-
-/// The records of a JSON-lines file (a half-written last line from a killed run is dropped).
-inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p) {
-  std::vector<nlohmann::json> v;
-  std::ifstream in(p);
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    try {
-      v.push_back(nlohmann::json::parse(line));
-    } catch (const std::exception&) {
-    }
-  }
-  return v;
+/// How the library writes the run (folder, checkpoints, grids, progress).
+inline cxrl::app::FinetuneRunOptions run_options(const FinetuneOptions& o) {
+  cxrl::app::FinetuneRunOptions r;
+  r.out = o.out;
+  r.epochs = o.epochs;
+  r.keep_checkpoints = o.keep_checkpoints;
+  r.resume = o.resume;
+  r.quiet = o.quiet;
+  r.name = default_run_name(o);
+  r.producer = "cxrl_mimic finetune";
+  r.grid_seed = o.policy.seed + 7777;
+  return r;
 }
-
-/// Keeps the lines of metrics.jsonl for epochs < @p next_epoch (a resumed run rewrites the rest).
-inline void truncate_jsonl(const std::filesystem::path& p, int64_t next_epoch) {
-  if (!std::filesystem::exists(p)) return;
-  std::ifstream in(p);
-  std::vector<std::string> keep;
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    try {
-      if (nlohmann::json::parse(line).at("epoch").get<int64_t>() <= next_epoch) keep.push_back(line);
-    } catch (const std::exception&) {
-      // a half-written last line from an interrupted run: dropped
-    }
-  }
-  in.close();
-  std::ofstream out(p, std::ios::trunc);
-  for (const auto& l : keep) out << l << '\n';
-}
-
-/// Settings that may differ between a run and its resumption.
-inline bool resumable_difference_ok(const std::string& key) {
-  return key == "epochs" || key == "threads" || key == "keep_checkpoints" || key == "out" || key == "nproc" || key == "dist_timeout";
-}
-
-/// Anchor (top row) vs policy (bottom row) on fixed reports, the same x_T per column, fixed seed.
-template <class P>
-torch::Tensor anchor_policy_grid(P& policy, cxrl::core::DdimSampler& sampler, const std::vector<std::string>& prompts,
-                                 uint64_t seed) {
-  auto g1 = at::make_generator<at::CPUGeneratorImpl>(seed);
-  auto g2 = at::make_generator<at::CPUGeneratorImpl>(seed + 1);
-  auto traj = sampler.sample(policy, prompts, g1);
-  sampler.sample_anchor(policy, traj, g2);
-  std::vector<torch::Tensor> tiles;
-  for (int64_t i = 0; i < traj.batch_size(); ++i) tiles.push_back(traj.anchor_images[i]);
-  for (int64_t i = 0; i < traj.batch_size(); ++i) tiles.push_back(traj.images[i]);
-  return cxrl::io::make_grid(tiles, static_cast<int>(prompts.size()), 2, 1.0f);
-}
-
-}  // namespace detail
-
-/// An exclusive lock on a run folder (flock on `<run>/.lock`), so that two processes never write one run.
-class RunFolderLock {
- public:
-  explicit RunFolderLock(const std::filesystem::path& run) : path_(run / ".lock") {
-    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw std::runtime_error(path_.string() + ": cannot create the run lock (" + std::strerror(errno) + ")");
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      ::close(fd_);
-      throw std::runtime_error("finetune: another process is running in " + run.string() + " (it holds " + path_.string() + ")");
-    }
-  }
-  RunFolderLock(const RunFolderLock&) = delete;
-  RunFolderLock& operator=(const RunFolderLock&) = delete;
-  ~RunFolderLock() { ::close(fd_); }  // closing releases the lock
-
- private:
-  std::filesystem::path path_;
-  int fd_ = -1;
-};
-
-/// Logs, draws grids, checkpoints, reports progress, and stops on SIGINT; one per run.
-template <class P>
-struct FinetuneCallbacks {
-  const FinetuneOptions& o;
-  const std::filesystem::path run;
-  P& policy;
-  cxrl::core::DdimSampler& sampler;  // the trainer's
-  std::vector<std::string> grid_prompts;
-  std::optional<cxrl::io::EventWriter> events;  // rank 0 only
-  cxrl::io::CheckpointStore store;
-  cxrl::io::Progress bar;
-  std::string last_status;
-  bool main_rank = true;  // only rank 0 writes files and shows progress
-
-  void write_grid(int64_t epoch) {
-    if (grid_prompts.empty() || !main_rank) return;
-    const auto png = run / "grids" / ("epoch_" + std::to_string(epoch) + ".png");
-    const auto grid = detail::anchor_policy_grid(policy, sampler, grid_prompts, o.policy.seed + 7777);
-    cxrl::io::write_png(png, grid);
-    events->image("grid/anchor_top_policy_bottom", cxrl::io::read_file_bytes(png), static_cast<int>(grid.size(1)),
-                 static_cast<int>(grid.size(2)), static_cast<int>(grid.size(0)), epoch);
-  }
-
-  /// curves.png: each reward's policy and anchor scores per epoch (± SE), the training reward, KL and clipping.
-  void write_curves() {
-    if (!main_rank) return;
-    try {
-      const auto panels = cxrl::core::reward_curves(detail::read_jsonl(run / "metrics.jsonl"));
-      cxrl::io::write_png(run / "curves.png", cxrl::io::render_panels(panels, 3));
-    } catch (const std::runtime_error& e) {
-      if (!curves_warned) std::cerr << "\nfinetune: no curves.png: " << e.what() << "\n";
-      curves_warned = true;
-    }
-  }
-  bool curves_warned = false;
-
-  template <class T>
-  void on_phase(T& trainer, cxrl::core::Phase phase) {
-    if (!main_rank) return;
-    std::ostringstream s;
-    s << "epoch " << trainer.epoch() + 1 << "/" << o.epochs << " " << cxrl::core::phase_name(phase) << last_status;
-    bar.update(static_cast<long>(trainer.epoch()), s.str());
-  }
-
-  template <class T>
-  bool on_epoch_end(T& trainer, const cxrl::core::EpochStats& st) {
-    const double lr = o.learning_rate;
-    const auto state = cxrl::core::trainer_state(trainer);  // collective across ranks: every rank takes part
-    if (!main_rank) return cxrl::io::interrupted();
-    if (st.skipped_updates > 0)
-      std::cerr << "\nfinetune: epoch " << st.epoch + 1 << ": " << st.skipped_updates << " update(s) skipped: " << st.skip_reason << "\n";
-    auto j = cxrl::core::epoch_record(st, lr);
-    const int64_t step = st.epoch + 1;
-    for (auto it = j.begin(); it != j.end(); ++it)
-      if (it.key() != "epoch" && it->is_number()) events->scalar(it.key(), it->get<double>(), step);
-    events->flush();
-    {
-      std::ofstream f(run / "metrics.jsonl", std::ios::app);
-      f << j.dump() << '\n';
-    }
-    write_grid(step);
-    write_curves();
-    store.save(trainer.epoch(), state, {{"producer", "cxrl_mimic finetune"}});
-    char buf[160];
-    std::snprintf(buf, sizeof buf, " | reward %.4f (anchor %.4f) kl %.2e", st.reward_mean,
-                  std::isnan(st.anchor_reward_mean) ? 0.0 : st.anchor_reward_mean, st.approx_kl);
-    last_status = buf;
-    bar.update(static_cast<long>(trainer.epoch()), "epoch " + std::to_string(step) + "/" + std::to_string(o.epochs) + last_status);
-    if (cxrl::io::interrupted()) {
-      std::cerr << "\nfinetune: interrupted; checkpoint of epoch " << step << " written to " << (run / "checkpoints").string()
-                << "; continue with --resume\n";
-      return true;
-    }
-    return false;
-  }
-};
 
 namespace detail {
 
 template <class RS>
 nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json& resolved, RS rewards, cxrl::core::Distributed& dist) {
-  namespace fs = std::filesystem;
-  const fs::path run = o.out;
-  const bool main_rank = dist.is_main();
   auto sd = cxrl::diffusion::StableDiffusion::from_pretrained(o.assets.roentgen);
   auto policy = make_policy(sd, o.policy);
   auto sampler = make_sampler(sd, o.policy);
-  const auto pool = impressions(o.world, cxrl::data::Split::train, static_cast<std::size_t>(o.n_prompts));
-  // Everything loaded: from here on the folder holds a run.
-  if (main_rank) write_json(run / "config.json", resolved);
+  auto prompt_fn = cxrl::app::uniform_prompts(impressions(o.world, cxrl::data::Split::train, static_cast<std::size_t>(o.n_prompts)));
 
-  auto prompt_fn = [pool](int64_t n, at::Generator& gen) {
-    auto idx = torch::randint(static_cast<int64_t>(pool.size()), {n}, gen, torch::kLong);
-    std::vector<std::string> v;
-    for (int64_t i = 0; i < n; ++i) v.push_back(pool[static_cast<std::size_t>(idx[i].item<int64_t>())]);
-    return v;
-  };
 
   cxrl::core::TrainerConfig tc;
   tc.num_batches = o.num_batches;
@@ -310,65 +134,9 @@ nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json&
   // Reports are (nearly) unique, so ddpo's per-prompt statistics fall back to the batch: whiten the batch.
   cxrl::core::Trainer trainer(policy, sampler, std::move(rewards), cxrl::core::BatchWhitening{}, prompt_fn, tc, &dist);
 
-  std::vector<std::string> grid_prompts;
-  if (o.grid_prompts > 0) grid_prompts = impressions(o.world, cxrl::data::Split::test, static_cast<std::size_t>(o.grid_prompts));
-  // Rank 0 prepares the checkpoint folder (and drops stale temporaries) before the others look into it.
-  std::optional<cxrl::io::CheckpointStore> store0;
-  if (main_rank) store0.emplace(run / "checkpoints", o.keep_checkpoints);
-  dist.barrier();
-  FinetuneCallbacks<cxrl::policy::LoraAcePolicy> cb{o,
-                                                    run,
-                                                    policy,
-                                                    trainer.sampler(),
-                                                    grid_prompts,
-                                                    main_rank ? std::optional<cxrl::io::EventWriter>(std::in_place, run) : std::nullopt,
-                                                    main_rank ? std::move(*store0) : cxrl::io::CheckpointStore(run / "checkpoints", o.keep_checkpoints, false),
-                                                    cxrl::io::Progress("finetune " + resolved.at("name").get<std::string>(),
-                                                                       static_cast<long>(o.epochs), o.quiet || !main_rank),
-                                                    {},
-                                                    main_rank};
-  if (o.resume) {
-    // Rank 0 first: it may set a corrupt newest checkpoint aside; the others then read the same intact one.
-    std::optional<cxrl::io::LoadedCheckpoint> ck;
-    if (main_rank) ck = cb.store.load_latest(std::cerr);
-    dist.barrier();
-    if (!main_rank) {
-      std::ostringstream quiet;
-      ck = cb.store.load_latest(quiet);
-    }
-    if (ck) {
-      cxrl::core::load_trainer_state(trainer, ck->tensors, ck->file.string());
-      cb.bar.start_at(static_cast<long>(trainer.epoch()));
-      if (!o.quiet && main_rank) std::cerr << "finetune: resumed from " << ck->file.string() << " (epoch " << trainer.epoch() << ")\n";
-    } else if (!o.quiet && main_rank) {
-      std::cerr << "finetune: --resume: no intact checkpoint in " << (run / "checkpoints").string() << "; starting at epoch 0\n";
-    }
-  }
-  if (main_rank) detail::truncate_jsonl(run / "metrics.jsonl", trainer.epoch());
-  if (trainer.epoch() == 0) cb.write_grid(0);
-
-  cxrl::io::install_interrupt_handler();
-  bool interrupted = false;
-  while (trainer.epoch() < o.epochs) {
-    trainer.train_epoch(cb);
-    if (trainer.stopped()) {
-      interrupted = true;
-      break;
-    }
-  }
-  if (!main_rank) return {{"name", resolved.at("name")}, {"epochs_completed", trainer.epoch()}, {"interrupted", interrupted}};
-  policy.save_adapters(run / "adapters.safetensors", {{"epoch", std::to_string(trainer.epoch())}});
-
-  // The full history (including epochs before a resume) from metrics.jsonl.
-  nlohmann::json hist = detail::read_jsonl(run / "metrics.jsonl");
-  nlohmann::json summary{{"name", resolved.at("name")},
-                         {"epochs_completed", trainer.epoch()},
-                         {"interrupted", interrupted},
-                         {"adapters", (run / "adapters.safetensors").string()},
-                         {"history", hist}};
-  if (!hist.empty()) summary["final"] = hist.back();
-  write_json(run / "metrics.json", summary);
-  return summary;
+  auto ro = run_options(o);
+  if (o.grid_prompts > 0) ro.grid_prompts = impressions(o.world, cxrl::data::Split::test, static_cast<std::size_t>(o.grid_prompts));
+  return cxrl::app::finetune(trainer, ro, resolved, dist);
 }
 
 }  // namespace detail
@@ -417,60 +185,16 @@ inline nlohmann::json run_finetune_rewards(const FinetuneOptions& o, const nlohm
 
 /// Runs (or resumes) a fine-tuning run; returns the metrics.json summary.
 inline nlohmann::json run_finetune(const FinetuneOptions& o) {
-  namespace fs = std::filesystem;
   check_finetune_options(o);
   check_world(o.world);
   check_assets(o.assets);
   if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
   // One process, or one rank of a run started by `--nproc N` or torchrun (RANK, WORLD_SIZE, MASTER_ADDR, …).
-  auto dopt = cxrl::core::DistributedOptions::from_env();
-  dopt.timeout = std::chrono::seconds(o.dist_timeout);
-  auto resolved = finetune_config(o);
-  resolved["world_size"] = dopt.world_size;  // batch sizes are per rank: the run is defined with its rank count
-
-  const fs::path run = o.out;
-  const auto cfg_path = run / "config.json";
-  cxrl::core::Distributed dist(dopt);
-  dist.require_same("the run's settings", resolved.dump());
-  if (!dist.is_main()) {
-    dist.barrier();  // rank 0 checks the folder first
-    return run_finetune_rewards(o, resolved, dist);
-  }
-  fs::create_directories(run);
-  const RunFolderLock lock(run);
-  // A folder whose start failed before its first checkpoint (bad assets, Ctrl-C while loading) holds no run yet.
-  auto started = [&] {
-    if (fs::exists(run / "metrics.jsonl")) return true;
-    if (fs::is_directory(run / "checkpoints"))
-      for (const auto& e : fs::directory_iterator(run / "checkpoints"))
-        if (e.path().extension() == ".safetensors") return true;
-    return false;
-  };
-  if (fs::exists(cfg_path) && !started()) {
-    if (!o.quiet) std::cerr << "finetune: " << run.string() << " holds a run that stopped before its first checkpoint; starting it again\n";
-    fs::remove(cfg_path);
-  }
-  if (fs::exists(cfg_path)) {
-    if (!o.resume)
-      throw std::invalid_argument("finetune: " + run.string() + " already holds a run (config.json); pass --resume to continue it, or choose another --out");
-    std::ifstream in(cfg_path);
-    nlohmann::json saved;
-    try {
-      saved = nlohmann::json::parse(in);
-    } catch (const std::exception& e) {
-      throw std::invalid_argument(cfg_path.string() + ": not valid JSON (" + e.what() + ")");
-    }
-    std::string diff;
-    for (auto it = resolved.begin(); it != resolved.end(); ++it)
-      if (!detail::resumable_difference_ok(it.key()) && (!saved.contains(it.key()) || saved[it.key()] != *it))
-        diff += "\n  " + it.key() + ": run " + (saved.contains(it.key()) ? saved[it.key()].dump() : "(absent)") + ", now " + it->dump();
-    if (!diff.empty())
-      throw std::invalid_argument("finetune --resume: settings differ from " + cfg_path.string() + ":" + diff);
-  }
-  dist.barrier();
-  return run_finetune_rewards(o, resolved, dist);
+  return cxrl::app::run_in_folder(finetune_config(o), run_options(o), std::chrono::seconds(o.dist_timeout),
+                                  [&](const nlohmann::json& resolved, cxrl::core::Distributed& dist) {
+                                    return run_finetune_rewards(o, resolved, dist);
+                                  });
 }
-
 
 inline void add_finetune_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("finetune", "CXRL: RL fine-tuning of the anchor with LoRA + ACE against the three rewards");

@@ -3,9 +3,8 @@
 // row shows the anchor's n samples, then the fine-tuned model's n samples from the same noise.
 #pragma once
 
-#include "config.hpp"
+#include "app.hpp"
 #include "paths.hpp"
-#include "policy_setup.hpp"
 
 #include <cxrl/diffusion/pipeline.hpp>
 #include <cxrl/diffusion/stable_diffusion.hpp>

@@ -5,12 +5,13 @@
 // loads like RoentGen. Both stages checkpoint and resume; SIGINT writes a checkpoint and exits.
 #pragma once
 
-#include "config.hpp"
+#include "app.hpp"
 #include "paths.hpp"
 #include "running_loss.hpp"
 
 #include <cxrl/cxr/phantom_dataset.hpp>
 #include <cxrl/diffusion/ddim.hpp>
+#include <cxrl/diffusion/anchor_pretraining.hpp>
 #include <cxrl/diffusion/denoiser_training.hpp>
 #include <cxrl/diffusion/vae_training.hpp>
 #include <cxrl/io/checkpoints.hpp>
@@ -46,46 +47,11 @@ struct PretrainOptions {
   int64_t vae_steps = 3000;
   int64_t vae_batch_size = 32;
   double vae_learning_rate = 1e-3;
-  // Second stage: UNet + CLIP text encoder on the scaled latents.
-  std::vector<int64_t> block_out_channels{32, 64, 64};
-  int64_t text_hidden = 32;
-  int64_t text_layers = 2;
-  int64_t steps = 20000;
-  int64_t batch_size = 64;
-  double learning_rate = 5e-4;
-  int64_t warmup_steps = 500;
-  double cond_dropout = 0.1;
-  double ema_decay = 0.999;
+  // Second stage: UNet + CLIP text encoder on the scaled latents (the library's defaults are this anchor's).
+  cxrl::diffusion::DenoiserSettings denoiser;
   int64_t threads = 0;
-  int64_t checkpoint_every = 500;
-  bool save_fp16 = true;
   bool quiet = false;
 };
-
-/// The phantom anchor's UNet config, as diffusers config.json (the file is the source of truth).
-inline nlohmann::json phantom_unet_config(const PretrainOptions& o, int64_t in_channels, int64_t sample_size) {
-  const auto n = o.block_out_channels.size();
-  if (n < 2) throw std::invalid_argument("pretrain: --block_out_channels needs at least 2 levels");
-  // Levels above 16² positions have no attention: its B·HW² scores dominate CPU time there.
-  std::vector<std::string> down(n, "DownBlock2D"), up(n, "UpBlock2D");
-  for (std::size_t i = 0; i < n; ++i)
-    if ((sample_size >> i) <= 16) {
-      down[i] = "CrossAttnDownBlock2D";
-      up[n - 1 - i] = "CrossAttnUpBlock2D";
-    }
-  return {{"_class_name", "UNet2DConditionModel"},
-          {"_diffusers_version", "0.24.0"},
-          {"sample_size", sample_size},
-          {"in_channels", in_channels},
-          {"out_channels", in_channels},
-          {"down_block_types", down},
-          {"up_block_types", up},
-          {"block_out_channels", o.block_out_channels},
-          {"layers_per_block", 1},
-          {"cross_attention_dim", o.text_hidden},
-          {"attention_head_dim", 2},  // heads per attention layer (diffusers' legacy name); head widths of 16 and 32
-          {"norm_num_groups", 16}};
-}
 
 /// The phantom anchor's first stage, as diffusers config.json.
 inline nlohmann::json phantom_vae_config(const PretrainOptions& o, double scaling_factor) {
@@ -103,52 +69,6 @@ inline nlohmann::json phantom_vae_config(const PretrainOptions& o, double scalin
           {"norm_num_groups", 16},
           {"sample_size", o.resolution},
           {"scaling_factor", scaling_factor}};
-}
-
-inline nlohmann::json phantom_scheduler_config() {
-  // DDPM linear betas (Ho et al. 2020): at 16² latents, SD's scaled-linear schedule leaves too much signal at
-  // t = T (ᾱ_T ≈ 0.005) and the samples' mean brightness follows it. Latents are not clipped.
-  return {{"_class_name", "DDIMScheduler"}, {"_diffusers_version", "0.24.0"},
-          {"num_train_timesteps", 1000},    {"beta_start", 0.0001},
-          {"beta_end", 0.02},               {"beta_schedule", "linear"},
-          {"clip_sample", false},           {"set_alpha_to_one", false},
-          {"steps_offset", 1},              {"prediction_type", "epsilon"},
-          {"timestep_spacing", "leading"}};
-}
-
-namespace detail {
-inline cxrl::io::TensorMap module_tensors(torch::nn::Module& m, bool fp16) {
-  cxrl::io::TensorMap sd;
-  for (auto& [k, v] : cxrl::io::state_dict(m)) sd[k] = (fp16 && v.is_floating_point()) ? v.detach().to(torch::kFloat16) : v.detach();
-  return sd;
-}
-}  // namespace detail
-
-/// Writes a diffusers latent text-to-image folder.
-inline void save_phantom_pipeline(const std::filesystem::path& dir, cxrl::nn::UNet2DConditionModel& unet, const nlohmann::json& unet_cfg,
-                                  cxrl::nn::CLIPTextModel& te, cxrl::nn::AutoencoderKL& vae, const nlohmann::json& vae_cfg,
-                                  const std::filesystem::path& tokenizer_dir, bool fp16) {
-  namespace fs = std::filesystem;
-  const cxrl::io::Metadata meta{{"format", "pt"}, {"producer", "cxrl_mimic pretrain"}};
-  write_json(dir / "unet" / "config.json", unet_cfg);
-  cxrl::io::save_safetensors(dir / "unet" / "diffusion_pytorch_model.safetensors", detail::module_tensors(*unet, fp16), meta);
-  write_json(dir / "vae" / "config.json", vae_cfg);
-  cxrl::io::save_safetensors(dir / "vae" / "diffusion_pytorch_model.safetensors", detail::module_tensors(*vae, fp16), meta);
-  write_json(dir / "text_encoder" / "config.json", te->config.to_json());
-  cxrl::io::save_safetensors(dir / "text_encoder" / "model.safetensors", detail::module_tensors(*te, fp16), meta);
-  fs::create_directories(dir / "tokenizer");
-  for (const char* f : {"vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"})
-    if (fs::exists(tokenizer_dir / f)) fs::copy_file(tokenizer_dir / f, dir / "tokenizer" / f, fs::copy_options::overwrite_existing);
-  write_json(dir / "scheduler" / "scheduler_config.json", phantom_scheduler_config());
-  write_json(dir / "model_index.json", {{"_class_name", "StableDiffusionPipeline"},
-                                        {"_diffusers_version", "0.24.0"},
-                                        {"unet", {"diffusers", "UNet2DConditionModel"}},
-                                        {"vae", {"diffusers", "AutoencoderKL"}},
-                                        {"text_encoder", {"transformers", "CLIPTextModel"}},
-                                        {"tokenizer", {"transformers", "CLIPTokenizer"}},
-                                        {"scheduler", {"diffusers", "DDIMScheduler"}},
-                                        {"safety_checker", {nullptr, nullptr}},
-                                        {"feature_extractor", {nullptr, nullptr}}});
 }
 
 namespace detail {
@@ -200,7 +120,7 @@ inline std::pair<cxrl::nn::AutoencoderKL, nlohmann::json> pretrain_vae(const Pre
     const auto l = trainer.step(images.index_select(0, idx) * 2.0 - 1.0, gen);
     ++step;
     bar.update(step, running.add(step, l.reconstruction.item<double>()) + " (L1)");
-    if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) save_ckpt();
+    if (o.denoiser.checkpoint_every > 0 && step % o.denoiser.checkpoint_every == 0) save_ckpt();
   }
   if (cxrl::io::interrupted()) {
     save_ckpt();
@@ -211,7 +131,7 @@ inline std::pair<cxrl::nn::AutoencoderKL, nlohmann::json> pretrain_vae(const Pre
   const double scale = cxrl::diffusion::latent_scaling_factor(vae, images * 2.0 - 1.0);
   cfg = phantom_vae_config(o, scale);
   write_json(done / "config.json", cfg);
-  cxrl::io::save_safetensors(done / "diffusion_pytorch_model.safetensors", module_tensors(*vae, false), {{"format", "pt"}});
+  cxrl::io::save_safetensors(done / "diffusion_pytorch_model.safetensors", cxrl::diffusion::weights_for_saving(*vae, false), {{"format", "pt"}});
   fs::remove_all(out / "checkpoints" / "vae");
   std::fprintf(stderr, "pretrain: stage 1 done: L1 %.4f, latent scaling_factor %.5f\n", running.value, scale);
   return {cxrl::nn::AutoencoderKLImpl::from_pretrained(done), cfg};
@@ -272,85 +192,21 @@ inline void run_pretrain(const PretrainOptions& o, const nlohmann::json& resolve
   }
   const int64_t latent_side = post_mean.size(2);
 
-  const auto unet_cfg = phantom_unet_config(o, o.latent_channels, latent_side);
-  cxrl::nn::UNet2DConditionModel unet(cxrl::nn::UNet2DConditionConfig::from_json(unet_cfg, "phantom unet config"));
-  cxrl::nn::CLIPTextConfig tc;
-  tc.vocab_size = tok->vocab_size();
-  tc.hidden_size = o.text_hidden;
-  tc.intermediate_size = 4 * o.text_hidden;
-  tc.num_hidden_layers = o.text_layers;
-  tc.num_attention_heads = 4;
-  tc.max_position_embeddings = 77;
-  tc.bos_token_id = 49406;
-  tc.eos_token_id = 49407;
-  tc.pad_token_id = 49407;
-  cxrl::nn::CLIPTextModel te(tc);
-  cxrl::diffusion::DDIMScheduler sched(cxrl::diffusion::DDIMSchedulerConfig::from_json(phantom_scheduler_config(), "phantom scheduler"));
-  cxrl::diffusion::DenoiserTrainingConfig dc;
-  dc.learning_rate = o.learning_rate;
-  dc.cond_dropout = o.cond_dropout;
-  dc.ema_decay = o.ema_decay;
-  dc.warmup_steps = o.warmup_steps;
-  dc.total_steps = o.steps;
-  cxrl::diffusion::DenoiserTrainer trainer(unet, te, tok, sched, dc);
-  std::fprintf(stderr, "pretrain: stage 2: UNet %lld + text encoder %lld parameters on %lld x %lld² latents, %lld steps x batch %lld\n",
-               static_cast<long long>(cxrl::nn::count_parameters(*unet).parameters),
-               static_cast<long long>(cxrl::nn::count_parameters(*te).parameters), static_cast<long long>(o.latent_channels),
-               static_cast<long long>(latent_side), static_cast<long long>(o.steps), static_cast<long long>(o.batch_size));
-
-  cxrl::io::CheckpointStore ckpts(out / "checkpoints" / "unet", 2);
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + 17);
-  const auto& params = trainer.parameters();
-  if (auto c = ckpts.load_latest(std::cerr)) {
-    torch::NoGradGuard ng;
-    for (std::size_t i = 0; i < params.size(); ++i) {
-      params[i].copy_(c->tensors.at("param." + std::to_string(i)));
-      if (!trainer.ema().empty()) trainer.ema()[i].copy_(c->tensors.at("ema." + std::to_string(i)));
-    }
-    gen.set_state(c->tensors.at("rng"));
-    trainer.set_steps_done(c->step);
-    std::fprintf(stderr, "pretrain: stage 2 resumed from %s (step %lld; AdamW moments restart)\n", c->file.c_str(),
-                 static_cast<long long>(c->step));
-  }
-  auto save_ckpt = [&] {
-    cxrl::io::TensorMap m;
-    for (std::size_t i = 0; i < params.size(); ++i) {
-      m["param." + std::to_string(i)] = params[i].detach();
-      if (!trainer.ema().empty()) m["ema." + std::to_string(i)] = trainer.ema()[i];
-    }
-    m["rng"] = gen.get_state();
-    ckpts.save(trainer.steps_done(), m);
-  };
-
-  cxrl::io::Progress bar("pretrain denoiser", o.steps, o.quiet);
-  bar.start_at(trainer.steps_done());
-  RunningLoss running;  // smoother than the reward models' default: the DDPM loss is noisier
-  running.keep = 0.98;
-  running.take = 0.02;
-  const auto B = o.batch_size;
-  while (trainer.steps_done() < o.steps && !cxrl::io::interrupted()) {
-    const auto idx = torch::randint(post_mean.size(0), {B}, gen, torch::kLong);
-    std::vector<std::string> p;
-    for (int64_t b = 0; b < B; ++b) p.push_back(prompts[static_cast<std::size_t>(idx[b].item<int64_t>())]);
-    const auto eps = torch::randn({B, post_mean.size(1), latent_side, latent_side}, gen);
-    const auto x0 = (post_mean.index_select(0, idx) + post_std.index_select(0, idx) * eps) * scale;
-    const double l = trainer.step(x0, p, gen).item<double>();
-    bar.update(trainer.steps_done(), running.add(trainer.steps_done(), l));
-    if (o.checkpoint_every > 0 && trainer.steps_done() % o.checkpoint_every == 0) save_ckpt();
-  }
-  if (cxrl::io::interrupted()) {
-    save_ckpt();
-    std::fprintf(stderr, "pretrain: interrupted at step %lld; checkpoint written, rerun the same command to resume\n",
-                 static_cast<long long>(trainer.steps_done()));
-    return;
-  }
-  trainer.apply_ema();
-  unet->eval();
-  te->eval();
-  save_phantom_pipeline(out, unet, unet_cfg, te, vae, vae_cfg, o.tokenizer, o.save_fp16);
-  fs::remove_all(out / "checkpoints");
-  fs::remove_all(out / "stage1_vae");
-  std::fprintf(stderr, "pretrain: wrote %s (final loss %.4f)\n", out.c_str(), running.value);
+  cxrl::diffusion::PipelineParts first_stage;
+  first_stage.vae = vae;
+  first_stage.vae_config = vae_cfg;
+  first_stage.producer = "cxrl_mimic pretrain";
+  const auto r = cxrl::diffusion::pretrain_text_to_image(
+      out, o.denoiser, tok, o.tokenizer, o.latent_channels, latent_side, o.seed + 17,
+      [&](at::Generator& g, int64_t B) {
+        const auto idx = torch::randint(post_mean.size(0), {B}, g, torch::kLong);
+        std::vector<std::string> p;
+        for (int64_t b = 0; b < B; ++b) p.push_back(prompts[static_cast<std::size_t>(idx[b].item<int64_t>())]);
+        const auto eps = torch::randn({B, post_mean.size(1), latent_side, latent_side}, g);
+        return std::make_pair((post_mean.index_select(0, idx) + post_std.index_select(0, idx) * eps) * scale, std::move(p));
+      },
+      first_stage, o.quiet);
+  if (!r.interrupted) fs::remove_all(out / "stage1_vae");
 }
 
 inline void add_pretrain_command(CLI::App& app) {
@@ -367,18 +223,8 @@ inline void add_pretrain_command(CLI::App& app) {
   s->add("vae_steps", o->vae_steps, "autoencoder optimizer steps (stage 1)");
   s->add("vae_batch_size", o->vae_batch_size, "images per autoencoder step");
   s->add("vae_learning_rate", o->vae_learning_rate, "autoencoder AdamW learning rate");
-  s->add("block_out_channels", o->block_out_channels, "UNet channels per level");
-  s->add("text_hidden", o->text_hidden, "text encoder width (= UNet cross_attention_dim)");
-  s->add("text_layers", o->text_layers, "text encoder layers");
-  s->add("steps", o->steps, "denoiser optimizer steps (stage 2)");
-  s->add("batch_size", o->batch_size, "latents per denoiser step");
-  s->add("learning_rate", o->learning_rate, "peak denoiser AdamW learning rate (cosine decay to 0)");
-  s->add("warmup_steps", o->warmup_steps, "linear learning-rate warm-up steps");
-  s->add("cond_dropout", o->cond_dropout, "probability of training on the empty prompt (CFG)");
-  s->add("ema_decay", o->ema_decay, "EMA decay of the denoiser weights (0 = off)");
+  cxrl::app::add_denoiser_settings(*s, o->denoiser);
   s->add("threads", o->threads, "intra-op threads (0 = LibTorch default)");
-  s->add("checkpoint_every", o->checkpoint_every, "steps between resumable checkpoints");
-  s->add("save_fp16", o->save_fp16, "store the final weights as float16 (true/false)");
   s->flag("quiet", o->quiet, "no progress output");
   cmd->callback([o, s] {
     s->resolve();

@@ -14,7 +14,7 @@
 //   cxr_clip.safetensors + cxr_clip.json, train_rewards_config.json, train_rewards_metrics.json
 #pragma once
 
-#include "config.hpp"
+#include "app.hpp"
 #include "paths.hpp"
 #include "running_loss.hpp"
 

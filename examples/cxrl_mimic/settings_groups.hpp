@@ -2,8 +2,7 @@
 // name (and JSON key) everywhere.
 #pragma once
 
-#include "config.hpp"
-#include "policy_setup.hpp"
+#include "app.hpp"
 #include "reward_models.hpp"
 #include "world.hpp"
 
@@ -26,18 +25,6 @@ inline void add_world_settings(Settings& s, WorldOptions& w) {
   s.add("mimic_root", w.mimic_root, "MIMIC-CXR-JPG root (default: the built-in phantom world)");
   s.add("reports_root", w.reports_root, "MIMIC-CXR reports root (default: --mimic-root)");
   s.add("world_seed", w.world_seed, "phantom world seed (the shipped models use 0)");
-}
-
-/// Binds the policy / sampler flags.
-inline void add_policy_settings(Settings& s, PolicySettings& p) {
-  s.add("lora_rank", p.lora_rank, "LoRA rank");
-  s.add("ace_tokens", p.ace_tokens, "ACE tokens N");
-  s.flag("no_ace", p.no_ace, "ablation: LoRA only, no ACE tokens");
-  s.add("ace_init", p.ace_init, "ACE initialisation: padding (copies of the encoder's padding outputs) or random");
-  s.add("seed", p.seed, "seed of the adapters' initialisation and of every trainer generator");
-  s.add("steps", p.steps, "DDIM steps");
-  s.add("eta", p.eta, "DDIM eta (> 0)");
-  s.add("guidance", p.guidance, "classifier-free guidance scale");
 }
 
 }  // namespace cxrl_mimic

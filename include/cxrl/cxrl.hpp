@@ -1,6 +1,6 @@
 /// @file
 /// @brief Umbrella header: the whole library, layer by layer, bottom-up as docs/architecture.md orders them
-/// (io → text → metrics → eval → data → nn → diffusion → policy → core → cxr).
+/// (io → text → metrics → eval → data → nn → diffusion → policy → core → app → cxr).
 #pragma once
 
 #include <cxrl/version.hpp>
@@ -59,6 +59,7 @@
 #include <cxrl/nn/unet_2d_condition_config.hpp>
 #include <cxrl/nn/unet_blocks.hpp>
 
+#include <cxrl/diffusion/anchor_pretraining.hpp>
 #include <cxrl/diffusion/ddim.hpp>
 #include <cxrl/diffusion/ddim_config.hpp>
 #include <cxrl/diffusion/denoiser_training.hpp>
@@ -85,6 +86,13 @@
 #include <cxrl/core/trainer.hpp>
 #include <cxrl/core/trainer_state.hpp>
 #include <cxrl/core/trajectory.hpp>
+
+// app/settings.hpp is left out: it needs CLI11, which only programs link.
+#include <cxrl/app/data_files.hpp>
+#include <cxrl/app/finetune.hpp>
+#include <cxrl/app/heldout.hpp>
+#include <cxrl/app/policy_settings.hpp>
+#include <cxrl/app/run_folder.hpp>
 
 #include <cxrl/cxr/align_reward.hpp>
 #include <cxrl/cxr/canonical.hpp>

@@ -20,14 +20,14 @@ cxrl_mimic::PretrainOptions tiny_pretrain(const std::filesystem::path& out) {
   o.latent_channels = 2;
   o.vae_steps = 3;
   o.vae_batch_size = 2;
-  o.steps = 4;
-  o.batch_size = 2;
-  o.warmup_steps = 1;
+  o.denoiser.steps = 4;
+  o.denoiser.batch_size = 2;
+  o.denoiser.warmup_steps = 1;
   o.n_train = 8;
-  o.block_out_channels = {16, 16};
-  o.text_hidden = 8;
-  o.text_layers = 1;
-  o.checkpoint_every = 2;
+  o.denoiser.block_out_channels = {16, 16};
+  o.denoiser.text_hidden = 8;
+  o.denoiser.text_layers = 1;
+  o.denoiser.checkpoint_every = 2;
   o.quiet = true;
   return o;
 }
@@ -38,7 +38,7 @@ TEST_CASE("pretrain writes a diffusers folder that loads and samples like RoentG
   const auto out = fs::temp_directory_path() / "cxrl_test_pretrain";
   fs::remove_all(out);
   const auto o = tiny_pretrain(out);
-  cxrl_mimic::run_pretrain(o, {{"steps", o.steps}});
+  cxrl_mimic::run_pretrain(o, {{"steps", o.denoiser.steps}});
 
   for (const char* f : {"model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
                         "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
