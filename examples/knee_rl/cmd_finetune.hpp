@@ -59,27 +59,10 @@ struct FinetuneOptions {
   }
 };
 
-inline nlohmann::json finetune_config(const FinetuneOptions& o, const nlohmann::json& settings) {
-  auto j = settings;
-  j["name"] = "knee_rl";
-  return j;
-}
-
-inline cxrl::core::TrainerConfig trainer_config(const FinetuneOptions& o) {
-  auto t = o.trainer;
-  t.seed = o.policy.seed;
-  return t;
-}
-
-inline std::vector<std::string> train_prompts(uint64_t world_seed, std::size_t n) {
-  KneeDataset d(world_seed, cxrl::data::Split::train, n, 32);
-  std::vector<std::string> v;
-  for (std::size_t i = 0; i < d.size(); ++i) v.push_back(d.prompt(i));
-  return v;
-}
-
-inline std::vector<std::string> heldout_prompts(uint64_t world_seed, std::size_t n) {
-  KneeDataset d(world_seed, cxrl::data::Split::test, n, 32);
+/// The captions of the first @p n studies of a split (text only, nothing is rendered): training captions are the
+/// prompt pool, test captions (the held-out wording pool) the grid and the evaluation.
+inline std::vector<std::string> captions(uint64_t world_seed, cxrl::data::Split split, std::size_t n) {
+  KneeDataset d(world_seed, split, n, 32);
   std::vector<std::string> v;
   for (std::size_t i = 0; i < d.size(); ++i) v.push_back(d.prompt(i));
   return v;
@@ -103,7 +86,11 @@ inline nlohmann::json run_finetune(FinetuneOptions o, const nlohmann::json& sett
   o.run.name = "knee_rl";
   o.run.producer = "knee_rl finetune";
   o.run.grid_seed = o.policy.seed + 7777;
-  return cxrl::app::run_in_folder(finetune_config(o, settings), o.run, std::chrono::seconds(o.dist_timeout),
+  auto resolved = settings;
+  resolved["name"] = "knee_rl";
+  auto tc = o.trainer;
+  tc.seed = o.policy.seed;  // one seed for the adapters and every trainer generator, as in cxrl_mimic
+  return cxrl::app::run_in_folder(resolved, o.run, std::chrono::seconds(o.dist_timeout),
                                   [&](const nlohmann::json& resolved, cxrl::core::Distributed& dist) {
     namespace core = cxrl::core;
     auto sd = cxrl::diffusion::StableDiffusion::from_pretrained(o.anchor);
@@ -112,10 +99,10 @@ inline nlohmann::json run_finetune(FinetuneOptions o, const nlohmann::json& sett
                             core::Absolute{GradeReward(cxrl::nn::TorchScriptClassifier::load(o.classifier)), o.w_grade});
     // Captions repeat (5 grades × 2 sides × a few templates), so ddpo-pytorch's per-prompt statistics apply.
     core::Trainer trainer(policy, cxrl::app::make_sampler(sd, o.policy), std::move(rewards), core::PerPromptStats{},
-                          cxrl::app::uniform_prompts(train_prompts(o.world_seed, static_cast<std::size_t>(o.n_prompts))),
-                          trainer_config(o), &dist);
+                          cxrl::app::uniform_prompts(captions(o.world_seed, cxrl::data::Split::train, static_cast<std::size_t>(o.n_prompts))),
+                          tc, &dist);
     auto ro = o.run;
-    ro.grid_prompts = heldout_prompts(o.world_seed, static_cast<std::size_t>(o.grid_prompts));
+    ro.grid_prompts = captions(o.world_seed, cxrl::data::Split::test, static_cast<std::size_t>(o.grid_prompts));
     return cxrl::app::finetune(trainer, ro, resolved, dist);
   });
 }
@@ -152,7 +139,7 @@ inline cxrl::app::HeldoutComparison run_evaluate(const EvaluateOptions& o) {
       core::Absolute{GradeJudge(cxrl::nn::TorchScriptClassifier::load(o.judge)), 0.0});
   std::vector<uint64_t> seeds;
   for (int64_t s = 0; s < o.seeds; ++s) seeds.push_back(1000 + static_cast<uint64_t>(s));
-  const auto prompts = heldout_prompts(cfg.at("world_seed").get<uint64_t>(), static_cast<std::size_t>(o.n_prompts));
+  const auto prompts = captions(cfg.at("world_seed").get<uint64_t>(), cxrl::data::Split::test, static_cast<std::size_t>(o.n_prompts));
   const auto cmp = cxrl::app::compare_with_anchor(policy, sampler, rewards, prompts, o.batch, seeds, {}, o.quiet);
   std::ofstream(run / "heldout.md") << "# " << run.string() << ": held-out before/after\n\n" << cmp.table();
   cxrl::io::write_json(run / "heldout.json", cmp.to_json());
