@@ -50,6 +50,7 @@ struct EvaluateOptions {
   WorldOptions world;
   PolicySettings sampling;       // the anchor row's sampler (runs use their own steps/eta/guidance)
   int64_t n_eval = 500;          // held-out PA test reports (the paper: 1,000)
+  std::string split = "test";    // a cxrl::data::Split name: test, or validate to choose settings without the test reports
   int64_t n_diversity = 100;     // reports with `generations` images each (MS-SSIM)
   int64_t generations = 4;
   int64_t batch_size = 32;
@@ -99,7 +100,7 @@ inline std::string cache_file_name(const ModelEntry& m) {
 inline std::string cache_key(const EvaluateOptions& o, const ModelEntry& m) {
   nlohmann::json k{{"n_eval", o.n_eval}, {"n_diversity", o.n_diversity}, {"generations", o.generations}, {"batch_size", o.batch_size},
                    {"eval_seed", o.eval_seed}, {"mimic_root", o.world.mimic_root}, {"world_seed", o.world.world_seed},
-                   {"judges", std::filesystem::absolute(o.assets.judges).string()},
+                   {"split", std::string(cxrl::data::split_name(cxrl::data::parse_split(o.split)))}, {"judges", std::filesystem::absolute(o.assets.judges).string()},
                    {"rewards", {o.assets.posture_file().string(), o.assets.densenet_file().string(), o.assets.clip_file().string()}}};
   if (m.run.empty()) {
     k["anchor"] = {std::filesystem::absolute(o.assets.roentgen).string(), o.sampling.steps, o.sampling.guidance, o.sampling.eta};
@@ -207,6 +208,7 @@ inline nlohmann::json run_evaluate(const EvaluateOptions& o) {
   if (!fs::exists(fs::path(o.assets.judges) / "xrv_densenet.safetensors"))
     throw std::invalid_argument("judges not found in " + o.assets.judges + " (pass --judges DIR, or run `cxrl_mimic train-judges`)");
   if (o.n_eval < 2) throw std::invalid_argument("evaluate: --n_eval must be >= 2");
+  const auto split = cxrl::data::parse_split(o.split);
   if (o.n_diversity < 2 || o.generations < 2) throw std::invalid_argument("evaluate: --n_diversity and --generations must be >= 2");
   if (o.batch_size < 1) throw std::invalid_argument("evaluate: --batch_size must be >= 1");
   if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
@@ -216,7 +218,7 @@ inline nlohmann::json run_evaluate(const EvaluateOptions& o) {
   auto sd0 = cxrl::diffusion::StableDiffusion::from_pretrained(o.assets.roentgen);
   // Test images are loaded at the size the model decodes to (a latent model's sample_size is its latent size).
   const int resolution = static_cast<int>(sd0.image_shape().at(1));
-  const auto test = eval_set(o.world, static_cast<std::size_t>(o.n_eval), resolution, o.quiet);
+  const auto test = eval_set(o.world, static_cast<std::size_t>(o.n_eval), resolution, o.quiet, split);
   const auto N = test.size();
   std::vector<torch::Tensor> sheets;
   const auto scores = score_models(o, models, test, sheets);
@@ -335,10 +337,11 @@ inline nlohmann::json run_evaluate(const EvaluateOptions& o) {
       build("3", "judge AUROC per observation", t3, all_rewards, same, ci + " The last row: the judge on the real test images.", true)};
 
   std::ostringstream md;
-  md << "# CXRL evaluation\n\n" << N << " held-out PA test reports ("
-     << (o.world.mimic_root.empty() ? "phantom world, held-out phrasing pool" : "MIMIC-CXR-JPG test split") << "), " << resolution
+  const std::string split_text(cxrl::data::split_name(split));
+  md << "# CXRL evaluation\n\n" << N << " held-out PA " << split_text << " reports ("
+     << (o.world.mimic_root.empty() ? "phantom world, held-out phrasing pool" : "MIMIC-CXR-JPG " + split_text + " split") << "), " << resolution
      << " px. Every model samples the same x_T and step noise per report; cells are mean ± std over the runs of a row.\n\n";
-  nlohmann::json js{{"n_reports", N}, {"n_diversity_reports", n_div}, {"generations", o.generations}, {"resolution", resolution},
+  nlohmann::json js{{"n_reports", N}, {"split", split_text}, {"n_diversity_reports", n_div}, {"generations", o.generations}, {"resolution", resolution},
                     {"confidence", bo.confidence}, {"replicates", bo.replicates}, {"eval_seed", o.eval_seed},
                     {"source", std::string(o.world.mimic_root.empty() ? "phantom" : "mimic")}, {"tables", nlohmann::json::array()},
                     {"runs", nlohmann::json::array()}};
@@ -388,6 +391,7 @@ inline void add_evaluate_command(CLI::App& app) {
   s->add("steps", o->sampling.steps, "DDIM steps of the anchor row (runs use their own)");
   s->add("guidance", o->sampling.guidance, "CFG scale of the anchor row (runs use their own)");
   s->add("n_eval", o->n_eval, "held-out PA test reports");
+  s->add("split", o->split, "held-out split: test, or validate (choose settings on it, report on test)");
   s->add("n_diversity", o->n_diversity, "reports with --generations images each for MS-SSIM");
   s->add("generations", o->generations, "images per report for MS-SSIM");
   s->add("batch_size", o->batch_size, "images per sampling call");

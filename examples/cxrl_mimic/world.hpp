@@ -31,12 +31,14 @@ struct WorldOptions {
 
 namespace detail {
 
-inline cxrl::cxr::MimicOptions mimic_options(const WorldOptions& w, int resolution, std::size_t n_train, std::size_t n_test) {
+inline cxrl::cxr::MimicOptions mimic_options(const WorldOptions& w, int resolution, std::size_t n_train, std::size_t n_test,
+                                              std::size_t n_validate = 0) {
   cxrl::cxr::MimicOptions o;
   o.root = w.mimic_root;
   o.reports_root = w.reports_root;
   o.test_views = {"PA"};  // CXRL evaluates on PA views
   o.n_train = n_train;
+  o.n_validate = n_validate;
   o.n_test = n_test;
   o.seed = w.world_seed;
   o.resolution = resolution;
@@ -45,11 +47,12 @@ inline cxrl::cxr::MimicOptions mimic_options(const WorldOptions& w, int resoluti
 }
 
 inline cxrl::cxr::PhantomDatasetOptions phantom_options(const WorldOptions& w, int resolution, std::size_t n_train,
-                                                         std::size_t n_test) {
+                                                         std::size_t n_test, std::size_t n_validate = 500) {
   cxrl::cxr::PhantomDatasetOptions o;
   o.seed = w.world_seed;
   o.resolution = resolution;
   o.n_train = n_train;
+  o.n_validate = n_validate;
   o.n_test = n_test;
   o.tokenizer_dir = w.tokenizer_dir;
   return o;
@@ -82,9 +85,14 @@ inline std::vector<std::string> impressions(const WorldOptions& w, cxrl::data::S
   return v;
 }
 
-/// The first @p n PA test pairs at @p resolution (images rendered or decoded now): the paper evaluates on PA
-/// views of the test split. Labels are the reports' own (1 / 0 / −1 / NaN, kObservations order).
-inline cxrl::cxr::CxrImageSet eval_set(const WorldOptions& w, std::size_t n, int resolution, bool quiet) {
+/// The first @p n PA pairs of @p split (test, or validate for choosing hyper-parameters without touching the
+/// test reports) at @p resolution (images rendered or decoded now): the paper evaluates on PA views of the test
+/// split. Labels are the reports' own (1 / 0 / −1 / NaN, kObservations order).
+inline cxrl::cxr::CxrImageSet eval_set(const WorldOptions& w, std::size_t n, int resolution, bool quiet,
+                                       cxrl::data::Split split = cxrl::data::Split::test) {
+  namespace cd = cxrl::data;
+  if (split == cd::Split::train) throw std::invalid_argument("evaluate: --split must be validate or test (training reports are not held out)");
+  const std::string name(cd::split_name(split));
   cxrl::cxr::CxrImageSet e;
   std::vector<torch::Tensor> imgs, labs;
   auto add = [&](const cxrl::cxr::Sample& s) {
@@ -94,21 +102,24 @@ inline cxrl::cxr::CxrImageSet eval_set(const WorldOptions& w, std::size_t n, int
     for (int k = 0; k < cxrl::cxr::kNumObservations; ++k) l[k] = cxrl::cxr::to_float(s.labels[static_cast<std::size_t>(k)]);
     labs.push_back(l);
   };
-  cxrl::io::Progress bar("load PA test pairs", static_cast<long>(n), quiet);
+  cxrl::io::Progress bar("load PA " + name + " pairs", static_cast<long>(n), quiet);
   if (w.mimic_root.empty()) {
     // Views are drawn per study (35 % AP): 3n studies hold n PA views with overwhelming probability.
-    cxrl::cxr::PhantomDataset d(detail::phantom_options(w, resolution, 2, 3 * n + 16), cxrl::data::Split::test);
+    const std::size_t studies = 3 * n + 16;
+    cxrl::cxr::PhantomDataset d(detail::phantom_options(w, resolution, 2, studies, studies), split);
     for (std::size_t i = 0; i < d.size() && e.reports.size() < n; ++i)
       if (d.spec(i).view == cxrl::cxr::View::PA) {
         add(d.get(i));
         bar.update(static_cast<long>(e.reports.size()));
       }
   } else {
-    const auto idx = cxrl::cxr::build_mimic_index(detail::mimic_options(w, resolution, 0, n));
-    cxrl::cxr::MimicDataset d(idx, cxrl::data::Split::test);
+    auto mo = split == cd::Split::test ? detail::mimic_options(w, resolution, 0, n) : detail::mimic_options(w, resolution, 0, 0, n);
+    if (split == cd::Split::validate) mo.views = {"PA"};
+    const auto idx = cxrl::cxr::build_mimic_index(mo);
+    cxrl::cxr::MimicDataset d(idx, split);
     for (std::size_t i = 0; i < d.size(); ++i, bar.update(static_cast<long>(i))) add(d.get(i));
   }
-  if (e.reports.empty()) throw std::invalid_argument("no PA test pairs found" + (w.mimic_root.empty() ? std::string() : " under " + w.mimic_root));
+  if (e.reports.empty()) throw std::invalid_argument("no PA " + name + " pairs found" + (w.mimic_root.empty() ? std::string() : " under " + w.mimic_root));
   e.images = torch::stack(imgs);
   e.labels = torch::stack(labs);
   return e;
