@@ -302,3 +302,17 @@ TEST_CASE("finetune refuses bad settings before any long work", "[finetune]") {
   CHECK_THROWS_WITH(finetune(changed), Catch::Contains("learning_rate"));
   fs::remove_all(root);
 }
+
+TEST_CASE("evaluate's held-out reports come from the chosen split: validate and test share no report", "[evaluate]") {
+  cxrl_mimic::WorldOptions w;
+  w.tokenizer_dir = std::string(CXRL_TEST_DATA) + "/clip_tokenizer";
+  const auto test = cxrl_mimic::eval_set(w, 24, 32, true);
+  const auto validate = cxrl_mimic::eval_set(w, 24, 32, true, cxrl::data::Split::validate);
+  REQUIRE(test.size() == 24);
+  REQUIRE(validate.size() == 24);
+  // Reports repeat within a world (a normal study reads the same), so the images tell the splits apart.
+  CHECK_FALSE(torch::allclose(test.images, validate.images));
+  // The first 24 PA studies of a split do not depend on how many studies were asked for.
+  CHECK(torch::equal(cxrl_mimic::eval_set(w, 12, 32, true).images, test.images.slice(0, 0, 12)));
+  CHECK_THROWS_WITH(cxrl_mimic::eval_set(w, 4, 32, true, cxrl::data::Split::train), Catch::Contains("--split must be validate or test"));
+}
