@@ -111,9 +111,11 @@ TEST_CASE("a tiny pixel-space SD folder loads and generates deterministic images
     auto t = sched.timesteps()[i];
     auto eu = sd.unet->forward(x, t, u), ec = sd.unet->forward(x, t, c);
     x = sched.step(eu + 3.0 * (ec - eu), t, x).prev_sample;
-    CHECK((x - out.latents.select(1, i + 1)).abs().max().item<double>() < 1e-5);
+    // 1e-4, not exact: the pipeline runs both CFG branches in one batch of 4, this loop in two batches of 2, and
+    // the GEMM blocking (so the float32 rounding) differs with the batch; 4 steps compound it to about 1e-5.
+    CHECK((x - out.latents.select(1, i + 1)).abs().max().item<double>() < 1e-4);
   }
-  CHECK((((x / 2 + 0.5).clamp(0, 1)) - out.images).abs().max().item<double>() < 1e-5);
+  CHECK((((x / 2 + 0.5).clamp(0, 1)) - out.images).abs().max().item<double>() < 1e-4);
   fs::remove_all(dir);
 }
 
