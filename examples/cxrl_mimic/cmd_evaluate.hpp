@@ -100,7 +100,7 @@ inline std::string cache_file_name(const ModelEntry& m) {
 inline std::string cache_key(const EvaluateOptions& o, const ModelEntry& m) {
   nlohmann::json k{{"n_eval", o.n_eval}, {"n_diversity", o.n_diversity}, {"generations", o.generations}, {"batch_size", o.batch_size},
                    {"eval_seed", o.eval_seed}, {"mimic_root", o.world.mimic_root}, {"world_seed", o.world.world_seed},
-                   {"split", std::string(cxrl::data::split_name(cxrl::data::parse_split(o.split)))}, {"judges", std::filesystem::absolute(o.assets.judges).string()},
+                   {"split", o.split}, {"judges", std::filesystem::absolute(o.assets.judges).string()},
                    {"rewards", {o.assets.posture_file().string(), o.assets.densenet_file().string(), o.assets.clip_file().string()}}};
   if (m.run.empty()) {
     k["anchor"] = {std::filesystem::absolute(o.assets.roentgen).string(), o.sampling.steps, o.sampling.guidance, o.sampling.eta};
@@ -403,6 +403,7 @@ inline void add_evaluate_command(CLI::App& app) {
   s->flag("quiet", o->quiet, "no progress output");
   cmd->callback([o, s] {
     s->resolve();
+    o->split = cxrl::data::split_name(cxrl::data::parse_split(o->split));  // one spelling per split in cache keys
     run_evaluate(*o);
   });
 }

@@ -70,13 +70,14 @@ inline void check_world(const WorldOptions& w) {
 /// its prompts from the training split; repeated reports are sampled as often as they occur.
 inline std::vector<std::string> impressions(const WorldOptions& w, cxrl::data::Split split, std::size_t n) {
   namespace cd = cxrl::data;
-  const std::size_t n_train = split == cd::Split::train ? n : 2, n_test = split == cd::Split::test ? n : 2;
+  auto want = [&](cd::Split s) { return split == s ? n : std::size_t{2}; };
   std::vector<std::string> v;
   if (w.mimic_root.empty()) {
-    cxrl::cxr::PhantomDataset d(detail::phantom_options(w, 64, n_train, n_test), split);
+    cxrl::cxr::PhantomDataset d(detail::phantom_options(w, 64, want(cd::Split::train), want(cd::Split::test), want(cd::Split::validate)), split);
     for (std::size_t i = 0; i < d.size(); ++i) v.push_back(d.report(i).impression);
   } else {
-    const auto idx = cxrl::cxr::build_mimic_index(detail::mimic_options(w, 64, n_train, n_test));
+    const auto idx = cxrl::cxr::build_mimic_index(
+        detail::mimic_options(w, 64, want(cd::Split::train), want(cd::Split::test), split == cd::Split::validate ? n : 0));
     for (const auto& r : idx.of(split)) v.push_back(r.impression);
   }
   if (v.empty())
@@ -113,8 +114,8 @@ inline cxrl::cxr::CxrImageSet eval_set(const WorldOptions& w, std::size_t n, int
         bar.update(static_cast<long>(e.reports.size()));
       }
   } else {
-    auto mo = split == cd::Split::test ? detail::mimic_options(w, resolution, 0, n) : detail::mimic_options(w, resolution, 0, 0, n);
-    if (split == cd::Split::validate) mo.views = {"PA"};
+    auto mo = detail::mimic_options(w, resolution, 0, split == cd::Split::test ? n : 0, split == cd::Split::validate ? n : 0);
+    mo.views = {"PA"};
     const auto idx = cxrl::cxr::build_mimic_index(mo);
     cxrl::cxr::MimicDataset d(idx, split);
     for (std::size_t i = 0; i < d.size(); ++i, bar.update(static_cast<long>(i))) add(d.get(i));
