@@ -9,6 +9,7 @@
 #include "cxrl_mimic/cmd_generate.hpp"
 #include "cxrl_mimic/cmd_finetune.hpp"
 #include "cxrl_mimic/cmd_evaluate.hpp"
+#include "cxrl_mimic/cmd_check_learning.hpp"
 #if __has_include("cxrl_mimic/cmd_label.hpp")
 #include "cxrl_mimic/cmd_label.hpp"
 #define CXRL_MIMIC_HAS_LABEL 1
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   cxrl_mimic::add_generate_command(app);
   cxrl_mimic::add_finetune_command(app);
   cxrl_mimic::add_evaluate_command(app);
+  cxrl_mimic::add_check_learning_command(app);
 #ifdef CXRL_MIMIC_HAS_LABEL
   cxrl_mimic::add_label_command(app);
 #endif

@@ -108,16 +108,8 @@ inline cxrl::app::FinetuneRunOptions run_options(const FinetuneOptions& o) {
   return r;
 }
 
-namespace detail {
-
-template <class RS>
-nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json& resolved, RS rewards, cxrl::core::Distributed& dist) {
-  auto sd = cxrl::diffusion::StableDiffusion::from_pretrained(o.assets.roentgen);
-  auto policy = make_policy(sd, o.policy);
-  auto sampler = make_sampler(sd, o.policy);
-  auto prompt_fn = cxrl::app::uniform_prompts(impressions(o.world, cxrl::data::Split::train, static_cast<std::size_t>(o.n_prompts)));
-
-
+/// The trainer's settings of a run.
+inline cxrl::core::TrainerConfig trainer_config(const FinetuneOptions& o) {
   cxrl::core::TrainerConfig tc;
   tc.num_batches = o.num_batches;
   tc.batch_size = o.batch_size;
@@ -131,6 +123,18 @@ nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json&
   tc.max_grad_norm = o.max_grad_norm;
   tc.anchor_samples = o.anchor_samples;
   tc.seed = o.policy.seed;
+  return tc;
+}
+
+namespace detail {
+
+template <class RS>
+nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json& resolved, RS rewards, cxrl::core::Distributed& dist) {
+  auto sd = cxrl::diffusion::StableDiffusion::from_pretrained(o.assets.roentgen);
+  auto policy = make_policy(sd, o.policy);
+  auto sampler = make_sampler(sd, o.policy);
+  auto prompt_fn = cxrl::app::uniform_prompts(impressions(o.world, cxrl::data::Split::train, static_cast<std::size_t>(o.n_prompts)));
+  const auto tc = trainer_config(o);
   // Reports are (nearly) unique, so ddpo's per-prompt statistics fall back to the batch: whiten the batch.
   cxrl::core::Trainer trainer(policy, sampler, std::move(rewards), cxrl::core::BatchWhitening{}, prompt_fn, tc, &dist);
 
