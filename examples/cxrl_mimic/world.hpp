@@ -76,8 +76,7 @@ inline std::vector<std::string> impressions(const WorldOptions& w, cxrl::data::S
     cxrl::cxr::PhantomDataset d(detail::phantom_options(w, 64, want(cd::Split::train), want(cd::Split::test), want(cd::Split::validate)), split);
     for (std::size_t i = 0; i < d.size(); ++i) v.push_back(d.report(i).impression);
   } else {
-    const auto idx = cxrl::cxr::build_mimic_index(
-        detail::mimic_options(w, 64, want(cd::Split::train), want(cd::Split::test), split == cd::Split::validate ? n : 0));
+    const auto idx = cxrl::cxr::build_mimic_index(detail::mimic_options(w, 64, want(cd::Split::train), want(cd::Split::test), want(cd::Split::validate)));
     for (const auto& r : idx.of(split)) v.push_back(r.impression);
   }
   if (v.empty())
