@@ -7,6 +7,8 @@
 //   Table 2a: FID (judge DenseNet features2 against the real PA test images) and MS-SSIM diversity.
 //   Table 2b: FID of runs trained with a single reward and with all three.
 //   Table 3:  judge AUROC per observation.
+//   Table 4:  per-report agreement (correlation) of each reward model with its judge, on every model's images and
+//             on the real test images, whose scores are kept in <out>/scores/real.safetensors.
 // Runs with the same name (e.g. CXRL at seeds 0, 1, 2) form one row. Every model samples the same x_T and step
 // noise per report. Per-model scores are cached in <out>/scores/ (keyed by model and settings), so a rerun, or a
 // second evaluation sharing the anchor, does not sample again; --score_only fills the cache for one run (the main
@@ -233,6 +235,8 @@ inline nlohmann::json run_evaluate(const EvaluateOptions& o) {
     auto diag = load_diag_reward(o.assets);
     auto consist = load_consist_reward(o.assets);
     real = cx::score_report_images(judges, align, diag, consist, test.images, test.reports);
+    real.diversity = torch::zeros({0});
+    cxrl::io::save_safetensors(fs::path(o.out) / "scores" / "real.safetensors", real.to_map(), {{"row", "real"}});
   }
   const torch::Tensor real_features = real.features;
   const auto targets = cx::auroc_targets(test.labels);
@@ -286,6 +290,17 @@ inline nlohmann::json run_evaluate(const EvaluateOptions& o) {
                      MetricSource::judge},
                     [&, k](const cx::ReportScores& s) { return cx::auroc_statistic(s, targets, k); }, N});
 
+  // Table 4: does each reward rank a model's images as its judge does? What the two share is all a gain in the
+  // reward can pass on to the judge, so a low agreement (even on real images) predicts reward gains the judges
+  // do not see, and a fall on a run's samples flags images that fool one model but not the other.
+  auto agreement = [&](std::string key, std::string label, torch::Tensor cx::ReportScores::*reward, torch::Tensor cx::ReportScores::*judge) {
+    return Metric{{std::move(key), std::move(label), true, 2, MetricSource::reward},
+                  [reward, judge](const cx::ReportScores& s) { return ev::correlation_of(cx::values_of(s.*reward), cx::values_of(s.*judge)); }, N};
+  };
+  const std::vector<Metric> t4{agreement("agree_align", "r_align ~ judge r_align", &cx::ReportScores::reward_align, &cx::ReportScores::judge_align),
+                               agreement("agree_diag", "r_diag ~ judge r_diag", &cx::ReportScores::reward_diag, &cx::ReportScores::judge_diag),
+                               agreement("agree_consist", "r_consist ~ judge CXR-CLIP sim", &cx::ReportScores::reward_consist, &cx::ReportScores::judge_clip)};
+
   auto plain = [](const Group& g) { return g.name == "Anchor" || (!g.config.value("no_ace", false) && !g.config.value("no_rlcf", false)); };
   auto all_rewards = [](const Group& g) {
     return g.name == "Anchor" || cx::CxrRewardSet::parse(g.config.value("rewards", std::string()), "config.json rewards").is_all();
@@ -334,7 +349,13 @@ inline nlohmann::json run_evaluate(const EvaluateOptions& o) {
                                         : cx::CxrRewardSet::parse(g.config.value("rewards", std::string()), "config.json rewards").str();
             },
             ci),
-      build("3", "judge AUROC per observation", t3, all_rewards, same, ci + " The last row: the judge on the real test images.", true)};
+      build("3", "judge AUROC per observation", t3, all_rewards, same, ci + " The last row: the judge on the real test images.", true),
+      build("4", "agreement of each reward model with its judge", t4, all_rewards, same,
+            "Per-report Pearson correlation of a reward model's score with the matching judge score on the same images. A reward "
+            "gain reaches the judges only through what the two share: low agreement, even on the real test images (last row), "
+            "predicts reward gains the judges do not confirm, and a fall on a run's samples marks images that fool one model but "
+            "not the other. " + ci,
+            true)};
 
   std::ostringstream md;
   const std::string split_text(cxrl::data::split_name(split));

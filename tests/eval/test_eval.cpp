@@ -95,6 +95,28 @@ TEST_CASE("paired bootstrap rejects degenerate input", "[eval][bootstrap]") {
   CHECK_THROWS_WITH(ev::paired_bootstrap(ev::mean_of({1, 2}), {ev::mean_of({1, 2})}, 2, {10, 1.5, 0}), Catch::Contains("confidence"));
 }
 
+TEST_CASE("correlation_of: Pearson's r over the drawn items, NaNs skipped", "[eval][bootstrap]") {
+  const std::vector<int64_t> all{0, 1, 2, 3};
+  CHECK(ev::correlation_of({1, 2, 3, 4}, {1, 3, 2, 4})(all) == Approx(0.8));  // Σdxdy 4 / √(5·5)
+  CHECK(ev::correlation_of({1, 2, 3, 4}, {3, 5, 7, 9})(all) == Approx(1.0));
+  CHECK(ev::correlation_of({1, 2, 3, 4}, {4, 3, 2, 1})(all) == Approx(-1.0));
+  CHECK(ev::correlation_of({1, 2, std::nan(""), 3, 4}, {1, 3, 100, 2, 4})({0, 1, 2, 3, 4}) == Approx(0.8));
+  CHECK(ev::correlation_of({1, 2, 3, 4}, {1, 3, 2, 4})({0, 0, 1, 1}) == Approx(1.0));  // a resample with repeats
+  CHECK(std::isnan(ev::correlation_of({1, 1, 1}, {1, 2, 3})({0, 1, 2})));
+  CHECK_THROWS_WITH(ev::correlation_of({1, 2}, {1}), Catch::Contains("2 and 1"));
+
+  // Two scorers that share less of a signal correlate less, and the paired interval over items says so.
+  const int64_t n = 2000;
+  const auto s = normal(n, 0, 1, 1), e1 = normal(n, 0, 0.5, 2), e2 = normal(n, 0, 2, 3);
+  std::vector<double> close(n), far(n);
+  for (int64_t i = 0; i < n; ++i) close[i] = s[i] + e1[i], far[i] = s[i] + e2[i];
+  CHECK(ev::correlation_of(s, close)(ev::all_items(n)) == Approx(1 / std::sqrt(1.25)).margin(0.02));
+  CHECK(ev::correlation_of(s, far)(ev::all_items(n)) == Approx(1 / std::sqrt(5.0)).margin(0.04));
+  const auto d = ev::paired_bootstrap(ev::correlation_of(s, close), {ev::correlation_of(s, far)}, n, {500, 0.95, 7});
+  CHECK(d.hi < 0);
+  CHECK(d.delta == Approx(1 / std::sqrt(5.0) - 1 / std::sqrt(1.25)).margin(0.05));
+}
+
 TEST_CASE("tables: markdown marks significant differences by direction; JSON holds mean, delta and ci", "[eval][table]") {
   ev::Table t{"1", "demo", {{"up", "up ↑", true, 2, ev::MetricSource::judge}, {"down", "down ↓", false, 2, ev::MetricSource::reward}}, {}, "note"};
   ev::Row anchor{"Anchor", 1, {{"up", {1.0, std::nan(""), std::nullopt}}, {"down", {5.0, std::nan(""), std::nullopt}}}};

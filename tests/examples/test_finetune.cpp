@@ -190,11 +190,22 @@ TEST_CASE("finetune writes a complete run folder and evaluate a complete set of 
     CHECK(std::abs(r["metrics"]["msssim"]["mean"].get<double>()) <= 1.0);
   }
   CHECK(table(t, "3")["metrics"].size() >= 1);
+  // Table 4: correlations; on the real images the two posture nets, both accurate, rank the images alike.
+  const auto t4 = table(t, "4");
+  REQUIRE(t4.at("rows").size() == 3);
+  for (const auto& r : t4["rows"])
+    for (const char* k : {"agree_align", "agree_diag", "agree_consist"}) {
+      INFO(r.dump() << " " << k);
+      const auto& c = r["metrics"][k]["mean"];
+      CHECK((c.is_null() || std::abs(c.get<double>()) <= 1.0 + 1e-12));
+    }
+  CHECK(t4["rows"][2]["metrics"]["agree_align"]["mean"].get<double>() > 0.8);
+  CHECK(fs::exists(fs::path(e.out) / "scores" / "real.safetensors"));
   CHECK(t["n_reports"] == 12);
   std::ifstream md(fs::path(e.out) / "tables.md");
   std::stringstream ss;
   ss << md.rdbuf();
-  for (const char* h : {"Table 1", "Table 2a", "Table 2b", "Table 3", "| CXRL | 1 |", "| Anchor | 1 |", "Δ", "judge"}) {
+  for (const char* h : {"Table 1", "Table 2a", "Table 2b", "Table 3", "Table 4", "| CXRL | 1 |", "| Anchor | 1 |", "Δ", "judge"}) {
     INFO(h);
     CHECK(ss.str().find(h) != std::string::npos);
   }

@@ -121,4 +121,31 @@ inline Statistic mean_of(std::vector<double> values) {
   };
 }
 
+/// @brief Pearson's correlation of per-item @p x and @p y over the drawn indices, as a Statistic (items where
+///        either is NaN are skipped; NaN when either is constant over the draw).
+///
+/// Used to ask whether two models measure the same thing on the same images, e.g. a reward model and the judge
+/// trained apart from it: an optimiser gains on the judge only through what the two share.
+/// @param x, y one value per item each (same length)
+/// @throws std::invalid_argument when the lengths differ
+inline Statistic correlation_of(std::vector<double> x, std::vector<double> y) {
+  if (x.size() != y.size())
+    throw std::invalid_argument("correlation_of: " + std::to_string(x.size()) + " and " + std::to_string(y.size()) + " values");
+  return [x = std::move(x), y = std::move(y)](const std::vector<int64_t>& idx) {
+    double n = 0, mx = 0, my = 0;
+    for (auto i : idx) {
+      const double a = x.at(static_cast<std::size_t>(i)), b = y.at(static_cast<std::size_t>(i));
+      if (!std::isnan(a) && !std::isnan(b)) n += 1, mx += a, my += b;
+    }
+    if (n < 2) return std::nan("");
+    mx /= n, my /= n;
+    double sxy = 0, sxx = 0, syy = 0;
+    for (auto i : idx) {
+      const double a = x[static_cast<std::size_t>(i)] - mx, b = y[static_cast<std::size_t>(i)] - my;
+      if (!std::isnan(a) && !std::isnan(b)) sxy += a * b, sxx += a * a, syy += b * b;
+    }
+    return sxx > 0 && syy > 0 ? sxy / std::sqrt(sxx * syy) : std::nan("");
+  };
+}
+
 }  // namespace cxrl::eval
