@@ -15,6 +15,7 @@
 #include <cxrl/core/reward_sum.hpp>
 #include <cxrl/core/trainer.hpp>
 #include <cxrl/eval/bootstrap.hpp>
+#include <cxrl/eval/table.hpp>
 #include <cxrl/io/progress.hpp>
 
 #include <torch/torch.h>
@@ -44,7 +45,7 @@ struct MeanBrightness {
 struct LearningCheck {
   int64_t epochs = 0;            ///< epochs trained
   int64_t n_heldout = 0;         ///< held-out prompts
-  double anchor_sd = 0;          ///< per-sample standard deviation of the anchor's brightness
+  double anchor_sd = 0;          ///< sample standard deviation of the anchor's per-prompt brightness
   eval::PairedDelta delta;       ///< policy − anchor mean brightness, paired bootstrap interval over prompts
   /// @brief The gain in per-sample standard deviations of the anchor (how far the distribution moved).
   double gain_sd() const { return anchor_sd > 0 ? delta.delta / anchor_sd : std::nan(""); }
@@ -83,13 +84,10 @@ LearningCheck check_learning(P& policy, S sampler, std::function<std::vector<std
   bo.seed = eval_seed;
   const auto cmp = compare_with_anchor(policy, sampler, reward, heldout, std::max<int64_t>(cfg.batch_size, 1), {eval_seed}, bo, quiet);
   const HeldoutTerm& t = cmp.terms.at(0);
-  double mean = 0, var = 0;
-  for (double x : t.anchor) mean += x / static_cast<double>(t.anchor.size());
-  for (double x : t.anchor) var += (x - mean) * (x - mean) / static_cast<double>(t.anchor.size());
   LearningCheck c;
   c.epochs = epochs;
   c.n_heldout = static_cast<int64_t>(heldout.size());
-  c.anchor_sd = std::sqrt(var);
+  c.anchor_sd = eval::mean_and_std(t.anchor).second;
   c.delta = t.delta;
   return c;
 }
