@@ -73,14 +73,21 @@ inline auto uniform_prompts(std::vector<std::string> pool) {
 /// @param sampler the run's sampler
 /// @param prompts one column each
 /// @param seed noise seed
+/// @param anchor_row cache of the anchor row (or null): the frozen anchor draws the same row from the same noise at
+///        every epoch, so a run samples it once (half of the grid's cost)
 template <class P, class S>
-torch::Tensor anchor_policy_grid(P& policy, S& sampler, const std::vector<std::string>& prompts, uint64_t seed) {
+torch::Tensor anchor_policy_grid(P& policy, S& sampler, const std::vector<std::string>& prompts, uint64_t seed,
+                                 torch::Tensor* anchor_row = nullptr) {
   auto g1 = at::make_generator<at::CPUGeneratorImpl>(seed);
-  auto g2 = at::make_generator<at::CPUGeneratorImpl>(seed + 1);
   auto traj = sampler.sample(policy, prompts, g1);
-  sampler.sample_anchor(policy, traj, g2);
+  if (!anchor_row || !anchor_row->defined()) {
+    auto g2 = at::make_generator<at::CPUGeneratorImpl>(seed + 1);
+    sampler.sample_anchor(policy, traj, g2);
+    if (anchor_row) *anchor_row = traj.anchor_images;
+  }
+  const auto& anchor = anchor_row ? *anchor_row : traj.anchor_images;
   std::vector<torch::Tensor> tiles;
-  for (int64_t i = 0; i < traj.batch_size(); ++i) tiles.push_back(traj.anchor_images[i]);
+  for (int64_t i = 0; i < traj.batch_size(); ++i) tiles.push_back(anchor[i]);
   for (int64_t i = 0; i < traj.batch_size(); ++i) tiles.push_back(traj.images[i]);
   return io::make_grid(tiles, static_cast<int>(prompts.size()), 2, 1.0f);
 }
@@ -99,11 +106,12 @@ struct FinetuneCallbacks {
   std::string last_status;
   bool main_rank = true;  // only rank 0 writes files and shows progress
   bool curves_warned = false;
+  torch::Tensor grid_anchor_row;  // sampled at the first grid, then reused
 
   void write_grid(int64_t epoch) {
     if (o.grid_prompts.empty() || !main_rank) return;
     const auto png = run / "grids" / ("epoch_" + std::to_string(epoch) + ".png");
-    const auto grid = anchor_policy_grid(trainer.policy(), trainer.sampler(), o.grid_prompts, o.grid_seed);
+    const auto grid = anchor_policy_grid(trainer.policy(), trainer.sampler(), o.grid_prompts, o.grid_seed, &grid_anchor_row);
     io::write_png(png, grid);
     events->image("grid/anchor_top_policy_bottom", io::read_file_bytes(png), static_cast<int>(grid.size(1)),
                   static_cast<int>(grid.size(2)), static_cast<int>(grid.size(0)), epoch);
@@ -218,7 +226,8 @@ nlohmann::json finetune(T& trainer, const FinetuneRunOptions& o, const nlohmann:
                                   io::Progress("finetune " + o.name, static_cast<long>(o.epochs), o.quiet || !main_rank),
                                   std::string(),
                                   main_rank,
-                                  false};
+                                  false,
+                                  torch::Tensor()};
   if (o.resume) {
     std::optional<io::LoadedCheckpoint> ck;
     if (main_rank) ck = cb.store.load_latest(std::cerr);
