@@ -11,8 +11,8 @@
 //             on the real test images, whose scores are kept in <out>/scores/real.safetensors.
 // Runs with the same name (e.g. CXRL at seeds 0, 1, 2) form one row. Every model samples the same x_T and step
 // noise per report. Per-model scores are cached in <out>/scores/ (keyed by model and settings), so a rerun, or a
-// second evaluation sharing the anchor, does not sample again; --score_only fills the cache for one run (the main
-// job scores models in parallel child processes).
+// second evaluation sharing the anchor, does not sample again; --score_only fills the cache for one run, or one
+// --shard slice of its reports (the main job scores slices of every model in parallel child processes).
 #pragma once
 
 #include "app.hpp"
@@ -60,22 +60,25 @@ struct EvaluateOptions {
   int64_t replicates = 1000;     // bootstrap replicates
   int64_t sheet_reports = 6;     // columns of samples.png
   int64_t threads = 0;
-  bool score_only = false;       // fill the score cache for --runs (and the anchor when no run is given); no tables
+  bool score_only = false;       // fill the score cache for --runs (the anchor and real images when no run is given); no tables
+  int64_t shards = 1;            // slices of each model's reports scored apart and merged (main: one per child process)
+  int64_t shard = -1;            // with score_only: score only this slice (0-based); -1: every slice, then merge
   bool quiet = false;
 };
 
 namespace detail {
 
-/// Samples one image per prompt in batches; batch b uses generator seed + b, so every model sees the same
-/// x_T and step noise for the same report.
+/// Samples one image per prompt in batches; batch b uses generator seed + first_batch + b, so every model sees the
+/// same x_T and step noise for the same report, and a slice that starts at batch first_batch draws what the whole
+/// set would.
 template <class P>
 torch::Tensor sample_images(P& policy, cxrl::core::DdimSampler& sampler, const std::vector<std::string>& prompts, int64_t batch,
-                            uint64_t seed, cxrl::io::Progress& bar, long& done) {
+                            uint64_t seed, int64_t first_batch, cxrl::io::Progress& bar, long& done) {
   std::vector<torch::Tensor> out;
   for (std::size_t i = 0, b = 0; i < prompts.size(); i += static_cast<std::size_t>(batch), ++b) {
     const auto end = std::min(prompts.size(), i + static_cast<std::size_t>(batch));
     std::vector<std::string> chunk(prompts.begin() + static_cast<long>(i), prompts.begin() + static_cast<long>(end));
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + b);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + static_cast<uint64_t>(first_batch) + b);
     out.push_back(sampler.sample(policy, chunk, gen).images);
     done += static_cast<long>(chunk.size());
     bar.update(done);
@@ -83,18 +86,29 @@ torch::Tensor sample_images(P& policy, cxrl::core::DdimSampler& sampler, const s
   return torch::cat(out);
 }
 
-/// One model to score: the anchor, or one run.
+/// What a score cache holds: the real test images, or the samples of the anchor or of one run.
+enum class ModelKind { real, anchor, run };
+
+/// One set of images to score: the real test images, the anchor, or one run.
 struct ModelEntry {
   std::string row;      // row name ("Anchor", or the run's name)
-  std::string run;      // run folder ("" for the anchor)
+  std::string run;      // run folder ("" unless kind is run)
   nlohmann::json config = nlohmann::json::object();  // the run's config.json
+  ModelKind kind = ModelKind::run;
 };
 
-inline std::string cache_file_name(const ModelEntry& m) {
-  std::string s = m.run.empty() ? "anchor" : std::filesystem::path(m.run).filename().string() + "_" +
-                                                  std::to_string(std::hash<std::string>{}(std::filesystem::absolute(m.run).string()) % 100000);
+inline ModelEntry real_entry() { return {"Real PA test images (reference)", "", nlohmann::json::object(), ModelKind::real}; }
+inline ModelEntry anchor_entry() { return {"Anchor", "", nlohmann::json::object(), ModelKind::anchor}; }
+
+/// The cache file of a model's scores; slice k of S (S > 1) has its own file until the slices are merged.
+inline std::string cache_file_name(const ModelEntry& m, int64_t slice = 0, int64_t slices = 1) {
+  std::string s = m.kind == ModelKind::real     ? "real"
+                  : m.kind == ModelKind::anchor ? "anchor"
+                                                : std::filesystem::path(m.run).filename().string() + "_" +
+                                                      std::to_string(std::hash<std::string>{}(std::filesystem::absolute(m.run).string()) % 100000);
   for (auto& c : s)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') c = '_';
+  if (slices > 1) s += ".slice" + std::to_string(slice) + "of" + std::to_string(slices);
   return s + ".safetensors";
 }
 
@@ -104,7 +118,9 @@ inline std::string cache_key(const EvaluateOptions& o, const ModelEntry& m) {
                    {"eval_seed", o.eval_seed}, {"mimic_root", o.world.mimic_root}, {"world_seed", o.world.world_seed},
                    {"split", o.split}, {"judges", std::filesystem::absolute(o.assets.judges).string()},
                    {"rewards", {o.assets.posture_file().string(), o.assets.densenet_file().string(), o.assets.clip_file().string()}}};
-  if (m.run.empty()) {
+  if (m.kind == ModelKind::real) {
+    k["real"] = true;
+  } else if (m.kind == ModelKind::anchor) {
     k["anchor"] = {std::filesystem::absolute(o.assets.roentgen).string(), o.sampling.steps, o.sampling.guidance, o.sampling.eta};
   } else {
     const auto ad = std::filesystem::path(m.run) / "adapters.safetensors";
@@ -117,7 +133,7 @@ inline std::string cache_key(const EvaluateOptions& o, const ModelEntry& m) {
 /// The models: the anchor, then runs grouped by name in the order given.
 inline std::vector<ModelEntry> model_entries(const EvaluateOptions& o) {
   namespace fs = std::filesystem;
-  std::vector<ModelEntry> v{{"Anchor", "", nlohmann::json::object()}};
+  std::vector<ModelEntry> v{anchor_entry()};
   for (const auto& r : o.runs) {
     const fs::path cfg = fs::path(r) / "config.json", ad = fs::path(r) / "adapters.safetensors";
     if (!fs::exists(cfg)) throw std::invalid_argument("evaluate: " + r + " is not a finetune run folder (no config.json)");
@@ -131,71 +147,175 @@ inline std::vector<ModelEntry> model_entries(const EvaluateOptions& o) {
     } catch (const std::exception& e) {
       throw std::invalid_argument(cfg.string() + ": not a finetune config (" + e.what() + ")");
     }
-    v.push_back({j.value("name", r), r, j});
+    v.push_back({j.value("name", r), r, j, ModelKind::run});
   }
   return v;
 }
 
+/// Items [begin, end) of slice k of S over n items, cut at whole sampling batches (first_batch is its first), so that
+/// a slice draws the same noise as the whole set would and the merged slices equal one unsliced pass.
+struct Slice {
+  int64_t begin = 0, end = 0, first_batch = 0;
+};
+inline Slice batch_slice(int64_t n, int64_t batch, int64_t k, int64_t slices) {
+  const int64_t batches = (n + batch - 1) / batch;
+  const int64_t b0 = k * batches / slices, b1 = (k + 1) * batches / slices;
+  return {std::min(n, b0 * batch), std::min(n, b1 * batch), b0};
+}
+
+/// Slices per model: --shards, but no more than the smaller set (evaluation or diversity reports) has batches.
+inline int64_t slice_count(const EvaluateOptions& o, int64_t n_eval, int64_t n_div) {
+  const auto batches = [&](int64_t n) { return (n + o.batch_size - 1) / o.batch_size; };
+  return std::max<int64_t>(1, std::min({o.shards, batches(n_eval), batches(n_div * o.generations)}));
+}
+
+/// A model's scores with the first sheet_reports images (for samples.png) of what was scored.
+struct ScoredSlice {
+  cxrl::cxr::ReportScores scores;
+  torch::Tensor sheet;
+};
+
+/// The slices of one model, in order, as one: per-report fields and diversity concatenated, the sheet from the front.
+inline ScoredSlice merge_slices(const std::vector<ScoredSlice>& parts, int64_t sheet_reports) {
+  if (parts.size() == 1) return parts.front();
+  auto cat = [&](torch::Tensor cxrl::cxr::ReportScores::*f) {
+    std::vector<torch::Tensor> v;
+    for (const auto& p : parts) v.push_back(p.scores.*f);
+    return torch::cat(v);
+  };
+  ScoredSlice m;
+  auto& s = m.scores;
+  using R = cxrl::cxr::ReportScores;
+  s.judge_align = cat(&R::judge_align);
+  s.judge_diag = cat(&R::judge_diag);
+  s.judge_probs = cat(&R::judge_probs);
+  s.judge_clip = cat(&R::judge_clip);
+  s.midline = cat(&R::midline);
+  s.features = cat(&R::features);
+  s.reward_align = cat(&R::reward_align);
+  s.reward_diag = cat(&R::reward_diag);
+  s.reward_consist = cat(&R::reward_consist);
+  s.diversity = cat(&R::diversity);
+  std::vector<torch::Tensor> sheets;
+  for (const auto& p : parts) sheets.push_back(p.sheet);
+  const auto all = torch::cat(sheets);
+  m.sheet = all.narrow(0, 0, std::min<int64_t>(sheet_reports, all.size(0))).contiguous();
+  return m;
+}
+
+/// A score cache file's contents if it exists and was made with @p key; a file that does not read is reported
+/// and treated as absent (it is recomputed and overwritten).
+inline std::optional<ScoredSlice> read_score_cache(const std::filesystem::path& file, const std::string& key) {
+  if (!std::filesystem::exists(file)) return std::nullopt;
+  try {
+    cxrl::io::SafeTensorsFile f(file);
+    if (!f.metadata().count("key") || f.metadata().at("key") != key) return std::nullopt;
+    auto map = cxrl::io::load_safetensors(file);
+    return ScoredSlice{cxrl::cxr::ReportScores::from_map(map, file.string()), map.at("sheet")};
+  } catch (const std::exception& e) {
+    std::cerr << "evaluate: ignoring unreadable score cache " << file.string() << " (" << e.what() << ")\n";
+    return std::nullopt;
+  }
+}
+
+inline void write_score_cache(const std::filesystem::path& file, const std::string& key, const ModelEntry& m, const ScoredSlice& s) {
+  auto map = s.scores.to_map();
+  map["sheet"] = s.sheet;
+  cxrl::io::save_safetensors(file, map, {{"key", key}, {"row", m.row}, {"run", m.run}});
+}
+
 }  // namespace detail
 
-/// Scores of every model (cached), in model_entries() order; the first sheet_reports images of each in @p sheets.
-inline std::vector<cxrl::cxr::ReportScores> score_models(const EvaluateOptions& o, const std::vector<detail::ModelEntry>& models,
-                                                         const cxrl::cxr::CxrImageSet& test, std::vector<torch::Tensor>& sheets) {
+/**
+ * Scores of every model (cached), in the order given. Each model's reports are cut into slice_count() slices at
+ * whole sampling batches; with o.shard >= 0 (a --score_only child) only that slice is scored, into its own cache
+ * file, and nothing is returned; otherwise missing slices are scored here, and the slices are merged into the
+ * model's cache file. Real images are scored as they are; the anchor and runs sample one image per report and
+ * o.generations per diversity report first.
+ */
+inline std::vector<detail::ScoredSlice> score_models(const EvaluateOptions& o, const std::vector<detail::ModelEntry>& models,
+                                                     const cxrl::cxr::CxrImageSet& test) {
   namespace fs = std::filesystem;
+  using detail::ModelKind;
   const fs::path cache = fs::path(o.out) / "scores";
   fs::create_directories(cache);
   std::optional<cxrl::cxr::Judges> judges;
   std::optional<Align> align;
   std::optional<Diag> diag;
   std::optional<Consist> consist;
-  std::vector<cxrl::cxr::ReportScores> out;
-  const auto n_div = std::min<int64_t>(o.n_diversity, static_cast<int64_t>(test.reports.size()));
+  std::vector<detail::ScoredSlice> out;
+  const auto N = test.size();
+  const auto n_div = std::min<int64_t>(o.n_diversity, N);
   std::vector<std::string> rep;
   for (int64_t i = 0; i < n_div; ++i)
     for (int64_t k = 0; k < o.generations; ++k) rep.push_back(test.reports[static_cast<std::size_t>(i)]);
-  for (const auto& m : models) {
-    const auto file = cache / detail::cache_file_name(m);
-    const auto key = detail::cache_key(o, m);
-    if (fs::exists(file)) {
-      try {
-        cxrl::io::SafeTensorsFile f(file);
-        if (f.metadata().count("key") && f.metadata().at("key") == key) {
-          auto map = cxrl::io::load_safetensors(file);
-          sheets.push_back(map.at("sheet"));
-          out.push_back(cxrl::cxr::ReportScores::from_map(map, file.string()));
-          if (!o.quiet) std::cerr << "evaluate: " << m.row << (m.run.empty() ? "" : " [" + m.run + "]") << ": cached scores " << file.string() << "\n";
-          continue;
-        }
-      } catch (const std::exception& e) {
-        std::cerr << "evaluate: ignoring unreadable score cache " << file.string() << " (" << e.what() << ")\n";
-      }
-    }
+  const auto slices = detail::slice_count(o, N, n_div);
+
+  auto score_slice = [&](const detail::ModelEntry& m, int64_t k) {
     if (!judges) {
       judges = cxrl::cxr::Judges::load(o.assets.judges, o.assets.vocab);
       align = load_align_reward(o.assets);
       diag = load_diag_reward(o.assets);
       consist = load_consist_reward(o.assets);
     }
-    const auto ps = m.run.empty() ? o.sampling : PolicySettings::from_run_config(m.config);
+    const auto sl = detail::batch_slice(N, o.batch_size, k, slices);
+    const auto dl = detail::batch_slice(static_cast<int64_t>(rep.size()), o.batch_size, k, slices);
+    const std::vector<std::string> reports(test.reports.begin() + sl.begin, test.reports.begin() + sl.end);
+    const std::string label = "evaluate " + m.row + (m.run.empty() ? "" : " [" + fs::path(m.run).filename().string() + "]") +
+                              (slices > 1 ? " slice " + std::to_string(k + 1) + "/" + std::to_string(slices) : "");
+    detail::ScoredSlice r;
+    if (m.kind == ModelKind::real) {
+      const auto images = test.images.narrow(0, sl.begin, sl.end - sl.begin);
+      if (!o.quiet) std::cerr << label << ": " << images.size(0) << " images\n";
+      r.scores = cxrl::cxr::score_report_images(*judges, *align, *diag, *consist, images, reports);
+      r.scores.diversity = torch::zeros({0});
+      r.sheet = images.narrow(0, 0, std::min<int64_t>(o.sheet_reports, images.size(0))).contiguous();
+      return r;
+    }
+    const auto ps = m.kind == ModelKind::anchor ? o.sampling : PolicySettings::from_run_config(m.config);
     // A fresh model per row: LoRA is injected into the UNet in place.
-    auto sd = cxrl::diffusion::StableDiffusion::from_pretrained(m.run.empty() ? o.assets.roentgen : m.config.value("roentgen", o.assets.roentgen));
+    auto sd = cxrl::diffusion::StableDiffusion::from_pretrained(m.kind == ModelKind::anchor ? o.assets.roentgen
+                                                                                           : m.config.value("roentgen", o.assets.roentgen));
     auto policy = make_policy(sd, ps);
-    if (m.run.empty()) policy.set_adapters_enabled(false);  // LoRA skipped, no ACE: exactly the frozen anchor
+    if (m.kind == ModelKind::anchor) policy.set_adapters_enabled(false);  // LoRA skipped, no ACE: exactly the frozen anchor
     else policy.load_adapters(fs::path(m.run) / "adapters.safetensors");
     auto sampler = make_sampler(sd, ps);
-    cxrl::io::Progress bar("evaluate " + m.row + (m.run.empty() ? "" : " [" + fs::path(m.run).filename().string() + "]"),
-                           static_cast<long>(test.reports.size() + rep.size()), o.quiet);
+    const std::vector<std::string> div_reports(rep.begin() + dl.begin, rep.begin() + dl.end);
+    cxrl::io::Progress bar(label, static_cast<long>(reports.size() + div_reports.size()), o.quiet);
     long done = 0;
-    const auto images = detail::sample_images(policy, sampler, test.reports, o.batch_size, o.eval_seed, bar, done);
-    auto s = cxrl::cxr::score_report_images(*judges, *align, *diag, *consist, images, test.reports);
-    const auto div = detail::sample_images(policy, sampler, rep, o.batch_size, o.eval_seed + 1000003, bar, done);
-    s.diversity = cxrl::cxr::generation_diversity(div, o.generations);
-    const auto sheet = images.narrow(0, 0, std::min<int64_t>(o.sheet_reports, images.size(0))).contiguous();
-    auto map = s.to_map();
-    map["sheet"] = sheet;
-    cxrl::io::save_safetensors(file, map, {{"key", key}, {"row", m.row}, {"run", m.run}});
-    sheets.push_back(sheet);
-    out.push_back(std::move(s));
+    const auto images = detail::sample_images(policy, sampler, reports, o.batch_size, o.eval_seed, sl.first_batch, bar, done);
+    r.scores = cxrl::cxr::score_report_images(*judges, *align, *diag, *consist, images, reports);
+    const auto div = detail::sample_images(policy, sampler, div_reports, o.batch_size, o.eval_seed + 1000003, dl.first_batch, bar, done);
+    r.scores.diversity = cxrl::cxr::generation_diversity(div, o.generations);
+    r.sheet = images.narrow(0, 0, std::min<int64_t>(o.sheet_reports, images.size(0))).contiguous();
+    return r;
+  };
+
+  for (const auto& m : models) {
+    const auto file = cache / detail::cache_file_name(m);
+    const auto key = detail::cache_key(o, m);
+    if (auto c = detail::read_score_cache(file, key)) {
+      if (!o.quiet) std::cerr << "evaluate: " << m.row << (m.run.empty() ? "" : " [" + m.run + "]") << ": cached scores " << file.string() << "\n";
+      if (o.shard < 0) out.push_back(std::move(*c));
+      continue;
+    }
+    auto slice_file = [&](int64_t k) { return cache / detail::cache_file_name(m, k, slices); };
+    auto slice_key = [&](int64_t k) { return key + " slice " + std::to_string(k) + "/" + std::to_string(slices); };
+    if (o.shard >= 0) {  // a child: one slice into its own file
+      if (o.shard < slices && !detail::read_score_cache(slice_file(o.shard), slice_key(o.shard)))
+        detail::write_score_cache(slice_file(o.shard), slice_key(o.shard), m, score_slice(m, o.shard));
+      continue;
+    }
+    std::vector<detail::ScoredSlice> parts;
+    for (int64_t k = 0; k < slices; ++k) {
+      auto c = slices > 1 ? detail::read_score_cache(slice_file(k), slice_key(k)) : std::nullopt;
+      parts.push_back(c ? std::move(*c) : score_slice(m, k));
+    }
+    auto merged = detail::merge_slices(parts, o.sheet_reports);
+    detail::write_score_cache(file, key, m, merged);
+    if (slices > 1)
+      for (int64_t k = 0; k < slices; ++k) fs::remove(slice_file(k));
+    out.push_back(std::move(merged));
   }
   return out;
 }
@@ -213,30 +333,33 @@ inline nlohmann::json run_evaluate(const EvaluateOptions& o) {
   const auto split = cxrl::data::parse_split(o.split);
   if (o.n_diversity < 2 || o.generations < 2) throw std::invalid_argument("evaluate: --n_diversity and --generations must be >= 2");
   if (o.batch_size < 1) throw std::invalid_argument("evaluate: --batch_size must be >= 1");
+  if (o.shards < 1) throw std::invalid_argument("evaluate: --shards must be >= 1");
+  if (o.shard >= o.shards || (o.shard >= 0 && !o.score_only))
+    throw std::invalid_argument("evaluate: --shard must be in [0, --shards) and needs --score_only (got " + std::to_string(o.shard) + ")");
+  if (o.shards > 1 && o.batch_size % o.generations != 0)
+    throw std::invalid_argument("evaluate: --shards > 1 needs --batch_size a multiple of --generations (slices keep each report's generations together)");
   if (o.threads > 0) torch::set_num_threads(static_cast<int>(o.threads));
 
   auto models = detail::model_entries(o);
-  if (o.score_only && !o.runs.empty()) models.erase(models.begin());  // just the runs; the anchor is scored once elsewhere
+  // score_only with runs: just the runs. Without: the anchor and the real images (scored once, apart from the runs).
+  if (o.score_only && !o.runs.empty()) models.erase(models.begin());
+  else models.insert(models.begin(), detail::real_entry());
   auto sd0 = cxrl::diffusion::StableDiffusion::from_pretrained(o.assets.roentgen);
   // Test images are loaded at the size the model decodes to (a latent model's sample_size is its latent size).
   const int resolution = static_cast<int>(sd0.image_shape().at(1));
   const auto test = eval_set(o.world, static_cast<std::size_t>(o.n_eval), resolution, o.quiet, split);
   const auto N = test.size();
-  std::vector<torch::Tensor> sheets;
-  const auto scores = score_models(o, models, test, sheets);
+  auto scored = score_models(o, models, test);
   if (o.score_only) return nlohmann::json::object();
-
   // The real PA test images through the judges and the rewards: FID's reference set, and a reference row that shows
   // what the scorers give real radiographs of the same reports.
-  cx::ReportScores real;
-  {
-    auto judges = cx::Judges::load(o.assets.judges, o.assets.vocab);
-    auto align = load_align_reward(o.assets);
-    auto diag = load_diag_reward(o.assets);
-    auto consist = load_consist_reward(o.assets);
-    real = cx::score_report_images(judges, align, diag, consist, test.images, test.reports);
-    real.diversity = torch::zeros({0});
-    cxrl::io::save_safetensors(fs::path(o.out) / "scores" / "real.safetensors", real.to_map(), {{"row", "real"}});
+  const cx::ReportScores real = scored.front().scores;
+  models.erase(models.begin());
+  std::vector<cx::ReportScores> scores;
+  std::vector<torch::Tensor> sheets;
+  for (std::size_t i = 1; i < scored.size(); ++i) {
+    scores.push_back(std::move(scored[i].scores));
+    sheets.push_back(std::move(scored[i].sheet));
   }
   const torch::Tensor real_features = real.features;
   const auto targets = cx::auroc_targets(test.labels);
@@ -398,7 +521,8 @@ inline nlohmann::json evaluate_config(const EvaluateOptions& o) {
           {"mimic_root", o.world.mimic_root}, {"reports_root", o.world.reports_root}, {"world_seed", o.world.world_seed},
           {"steps", o.sampling.steps}, {"guidance", o.sampling.guidance}, {"n_eval", o.n_eval}, {"n_diversity", o.n_diversity},
           {"generations", o.generations}, {"batch_size", o.batch_size}, {"eval_seed", o.eval_seed}, {"replicates", o.replicates},
-          {"sheet_reports", o.sheet_reports}, {"threads", o.threads}, {"score_only", o.score_only}, {"quiet", o.quiet}};
+          {"sheet_reports", o.sheet_reports}, {"threads", o.threads}, {"score_only", o.score_only}, {"shards", o.shards},
+          {"shard", o.shard}, {"split", o.split}, {"quiet", o.quiet}};
 }
 
 inline void add_evaluate_command(CLI::App& app) {
@@ -420,7 +544,9 @@ inline void add_evaluate_command(CLI::App& app) {
   s->add("replicates", o->replicates, "bootstrap replicates of each interval");
   s->add("sheet_reports", o->sheet_reports, "columns of samples.png");
   s->add("threads", o->threads, "intra-op threads (0 = LibTorch default)");
-  s->flag("score_only", o->score_only, "only fill the score cache (for --runs, or the anchor when none is given)");
+  s->flag("score_only", o->score_only, "only fill the score cache (for --runs, or the anchor and real images when none is given)");
+  s->add("shards", o->shards, "slices of each model's reports, scored apart and merged (cut at whole batches, so each report gets the same noise)");
+  s->add("shard", o->shard, "with --score_only: score only this slice (0-based) of --shards; -1: all, then merge");
   s->flag("quiet", o->quiet, "no progress output");
   cmd->callback([o, s] {
     s->resolve();

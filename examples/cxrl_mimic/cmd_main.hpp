@@ -247,15 +247,22 @@ inline void run_main(const MainOptions& o) {
   e.threads = o.run.threads;
   const auto t1 = std::chrono::steady_clock::now();
   if (o.jobs > 1) {
-    // Score the anchor and every run in child processes; the tables below then read the cache.
+    // Score a slice of the reports of every model (the anchor with the real images, then each run) per child
+    // process, so that --jobs processes stay busy to the end whatever the number of models; the tables below merge
+    // the slices.
+    e.shards = o.jobs;
     std::vector<ChildJob> jobs;
     auto score_job = [&](const std::string& label, std::vector<std::string> runs_of_job) {
-      auto ej = e;
-      ej.runs = std::move(runs_of_job);
-      ej.score_only = true;
-      const fs::path cfg = out / "scores" / (label + ".config.json");
-      write_json(cfg, evaluate_config(ej));
-      jobs.push_back({"score " + label, "evaluate", cfg, [] { return true; }});
+      for (int64_t k = 0; k < e.shards; ++k) {
+        auto ej = e;
+        ej.runs = runs_of_job;
+        ej.score_only = true;
+        ej.shard = k;
+        const auto name = label + ".slice" + std::to_string(k);
+        const fs::path cfg = out / "scores" / (name + ".config.json");
+        write_json(cfg, evaluate_config(ej));
+        jobs.push_back({"score " + name, "evaluate", cfg, [] { return true; }});
+      }
     };
     score_job("anchor", {});
     for (const auto& r : run_dirs) score_job(fs::path(r).filename().string(), {r});

@@ -215,6 +215,49 @@ TEST_CASE("finetune writes a complete run folder and evaluate a complete set of 
   CHECK(sheet.size(2) > 3 * 3 * image_side());
   // A second evaluation reuses the cached scores and gives the same numbers.
   CHECK(cxrl_mimic::run_evaluate(e)["tables"] == t["tables"]);
+
+  // Sliced scoring (the main job's child processes): slices cut at whole batches draw the same noise, so the merged
+  // scores equal one pass over all reports. 12 reports in batches of 4 make slices of 4 and 8 reports; the 3 × 2
+  // diversity images, of 4 and 2.
+  e.batch_size = 4;
+  auto whole = e;
+  whole.out = (root / "whole").string();
+  cxrl_mimic::run_evaluate(whole);
+  auto sliced = e;
+  sliced.out = (root / "sliced").string();
+  sliced.shards = 2;
+  sliced.score_only = true;
+  sliced.runs = {};  // children score the anchor and the real images
+  for (int64_t k : {1, 0}) {
+    sliced.shard = k;
+    cxrl_mimic::run_evaluate(sliced);
+  }
+  sliced.runs = e.runs;
+  const auto cache = fs::path(sliced.out) / "scores";
+  CHECK(fs::exists(cache / "anchor.slice0of2.safetensors"));
+  CHECK(fs::exists(cache / "real.slice1of2.safetensors"));
+  CHECK_FALSE(fs::exists(cache / "anchor.safetensors"));
+  sliced.shard = -1;
+  sliced.score_only = false;
+  const auto ts = cxrl_mimic::run_evaluate(sliced);  // scores the run's slices here, merges every model
+  CHECK_FALSE(fs::exists(cache / "anchor.slice0of2.safetensors"));
+  for (const auto& entry : fs::directory_iterator(fs::path(whole.out) / "scores")) {
+    if (entry.path().extension() != ".safetensors") continue;
+    INFO(entry.path().filename());
+    const auto a = cxrl::io::load_safetensors(entry.path());
+    const auto b = cxrl::io::load_safetensors(cache / entry.path().filename());
+    REQUIRE(a.size() == b.size());
+    for (const auto& [k, v] : a) {
+      INFO(k);
+      REQUIRE(b.at(k).sizes() == v.sizes());
+      CHECK(torch::allclose(b.at(k).to(torch::kFloat64), v.to(torch::kFloat64), 1e-5, 1e-6, /*equal_nan=*/true));
+    }
+  }
+  CHECK(table(ts, "1")["rows"][1]["metrics"]["judge_r_align"]["mean"].get<double>() ==
+        Approx(table(cxrl_mimic::run_evaluate(whole), "1")["rows"][1]["metrics"]["judge_r_align"]["mean"].get<double>()).margin(1e-6));
+  sliced.shard = 2;
+  sliced.score_only = true;
+  CHECK_THROWS_WITH(cxrl_mimic::run_evaluate(sliced), Catch::Contains("--shard must be in [0, --shards)"));
   fs::remove_all(root);
 }
 
