@@ -97,7 +97,7 @@ struct ModelEntry {
   ModelKind kind = ModelKind::run;
 };
 
-inline ModelEntry real_entry() { return {"Real PA test images (reference)", "", nlohmann::json::object(), ModelKind::real}; }
+inline ModelEntry real_entry(const std::string& split) { return {"Real PA " + split + " images (reference)", "", nlohmann::json::object(), ModelKind::real}; }
 inline ModelEntry anchor_entry() { return {"Anchor", "", nlohmann::json::object(), ModelKind::anchor}; }
 
 /// The cache file of a model's scores; slice k of S (S > 1) has its own file until the slices are merged.
@@ -343,7 +343,7 @@ inline nlohmann::json run_evaluate(const EvaluateOptions& o) {
   auto models = detail::model_entries(o);
   // score_only with runs: just the runs. Without: the anchor and the real images (scored once, apart from the runs).
   if (o.score_only && !o.runs.empty()) models.erase(models.begin());
-  else models.insert(models.begin(), detail::real_entry());
+  else models.insert(models.begin(), detail::real_entry(std::string(cxrl::data::split_name(split))));
   auto sd0 = cxrl::diffusion::StableDiffusion::from_pretrained(o.assets.roentgen);
   // Test images are loaded at the size the model decodes to (a latent model's sample_size is its latent size).
   const int resolution = static_cast<int>(sd0.image_shape().at(1));
@@ -354,6 +354,7 @@ inline nlohmann::json run_evaluate(const EvaluateOptions& o) {
   // The real PA test images through the judges and the rewards: FID's reference set, and a reference row that shows
   // what the scorers give real radiographs of the same reports.
   const cx::ReportScores real = scored.front().scores;
+  const std::string real_row = models.front().row;
   models.erase(models.begin());
   std::vector<cx::ReportScores> scores;
   std::vector<torch::Tensor> sheets;
@@ -444,7 +445,7 @@ inline nlohmann::json run_evaluate(const EvaluateOptions& o) {
       t.rows.push_back(std::move(r));
     }
     if (with_real) {
-      ev::Row r{"Real PA test images (reference)", 1, {}};
+      ev::Row r{real_row, 1, {}};
       for (const auto& m : metrics)
         if (m.items == N && m.spec.key != "fid") r.cells[m.spec.key] = ev::make_cell({m.stat(real)}, m.items, {}, bo);
       t.rows.push_back(std::move(r));
@@ -452,6 +453,7 @@ inline nlohmann::json run_evaluate(const EvaluateOptions& o) {
     return t;
   };
   auto same = [](const Group& g) { return g.name; };
+  const std::string split_text(cxrl::data::split_name(split));
   const std::string ci = "Δ: difference to the anchor with its paired bootstrap " + std::to_string(o.replicates) +
                          "-replicate 95 % interval over reports (and seeds); ✔ / ✘: the interval excludes 0 on the better / worse side.";
   std::vector<ev::Table> tables{
@@ -460,10 +462,10 @@ inline nlohmann::json run_evaluate(const EvaluateOptions& o) {
             "(cxr/symmetry.hpp), model-free. AUROC: macro over the observations the judge maps; unmentioned findings count as absent, "
             "uncertain ones are left out. r_diag: the reward's rule (stated findings only) with the judge's classifier. Reward columns: "
             "the models the RL optimised; a gain there without one in the judge columns is reward hacking. The last row scores the "
-            "real test images of the same reports (no Δ): what the scorers give real radiographs. " + ci,
+            "real " + split_text + " images of the same reports (no Δ): what the scorers give real radiographs. " + ci,
             true),
       build("2a", "fidelity and diversity", t2, all_rewards, same,
-            "FID: Fréchet distance of the judge DenseNet's `features2` between generated and real PA test images. MS-SSIM: mean over the "
+            "FID: Fréchet distance of the judge DenseNet's `features2` between generated and real PA " + split_text + " images. MS-SSIM: mean over the "
             "pairs of " + std::to_string(o.generations) + " generations of each of " + std::to_string(n_div) + " reports (scales that fit "
             "the image, weights renormalised; lower = more diverse). " + ci),
       build("2b", "FID by training reward", {t2.front()}, plain,
@@ -472,16 +474,15 @@ inline nlohmann::json run_evaluate(const EvaluateOptions& o) {
                                         : cx::CxrRewardSet::parse(g.config.value("rewards", std::string()), "config.json rewards").str();
             },
             ci),
-      build("3", "judge AUROC per observation", t3, all_rewards, same, ci + " The last row: the judge on the real test images.", true),
+      build("3", "judge AUROC per observation", t3, all_rewards, same, ci + " The last row: the judge on the real " + split_text + " images.", true),
       build("4", "agreement of each reward model with its judge", t4, all_rewards, same,
             "Per-report Pearson correlation of a reward model's score with the matching judge score on the same images. A reward "
-            "gain reaches the judges only through what the two share: low agreement, even on the real test images (last row), "
+            "gain reaches the judges only through what the two share: low agreement, even on the real " + split_text + " images (last row), "
             "predicts reward gains the judges do not confirm, and a fall on a run's samples marks images that fool one model but "
             "not the other. " + ci,
             true)};
 
   std::ostringstream md;
-  const std::string split_text(cxrl::data::split_name(split));
   md << "# CXRL evaluation\n\n" << N << " held-out PA " << split_text << " reports ("
      << (o.world.mimic_root.empty() ? "phantom world, held-out phrasing pool" : "MIMIC-CXR-JPG " + split_text + " split") << "), " << resolution
      << " px. Every model samples the same x_T and step noise per report; cells are mean ± std over the runs of a row.\n\n";
