@@ -175,32 +175,22 @@ struct ScoredSlice {
   torch::Tensor sheet;
 };
 
-/// The slices of one model, in order, as one: per-report fields and diversity concatenated, the sheet from the front.
+/// The slices of one model, in order, as one: every score field concatenated, the sheet from the front.
 inline ScoredSlice merge_slices(const std::vector<ScoredSlice>& parts, int64_t sheet_reports) {
   if (parts.size() == 1) return parts.front();
-  auto cat = [&](torch::Tensor cxrl::cxr::ReportScores::*f) {
+  std::vector<cxrl::io::TensorMap> maps;
+  for (const auto& p : parts) maps.push_back(p.scores.to_map());
+  cxrl::io::TensorMap merged;
+  for (const auto& kv : maps.front()) {
     std::vector<torch::Tensor> v;
-    for (const auto& p : parts) v.push_back(p.scores.*f);
-    return torch::cat(v);
-  };
-  ScoredSlice m;
-  auto& s = m.scores;
-  using R = cxrl::cxr::ReportScores;
-  s.judge_align = cat(&R::judge_align);
-  s.judge_diag = cat(&R::judge_diag);
-  s.judge_probs = cat(&R::judge_probs);
-  s.judge_clip = cat(&R::judge_clip);
-  s.midline = cat(&R::midline);
-  s.features = cat(&R::features);
-  s.reward_align = cat(&R::reward_align);
-  s.reward_diag = cat(&R::reward_diag);
-  s.reward_consist = cat(&R::reward_consist);
-  s.diversity = cat(&R::diversity);
+    for (const auto& m : maps) v.push_back(m.at(kv.first));
+    merged[kv.first] = torch::cat(v);
+  }
   std::vector<torch::Tensor> sheets;
   for (const auto& p : parts) sheets.push_back(p.sheet);
   const auto all = torch::cat(sheets);
-  m.sheet = all.narrow(0, 0, std::min<int64_t>(sheet_reports, all.size(0))).contiguous();
-  return m;
+  return {cxrl::cxr::ReportScores::from_map(merged, "merged slices"),
+          all.narrow(0, 0, std::min<int64_t>(sheet_reports, all.size(0))).contiguous()};
 }
 
 /// A score cache file's contents if it exists and was made with @p key; a file that does not read is reported
