@@ -48,7 +48,14 @@ class LoraLinearImpl : public torch::nn::Module {
       FlopCounter::add(2.0 * static_cast<double>(x.numel()) *
                        (static_cast<double>(out_features_) +
                         (branch ? static_cast<double>(rank_) * (1.0 + static_cast<double>(out_features_) / in_features_) : 0.0)));
-    if (branch) y = y + lora_B(lora_A(x)) * scale_;
+    if (branch) {
+      // A scale of 1 (alpha = r, CXRL's setting) multiplies exactly, so it is skipped; without autograd the sum is
+      // formed in place (linear's 3-D output is a view, which autograd would have to rebase). Each saves a pass
+      // over the output, which on CPU is a few % of a sampling step.
+      auto d = lora_B(lora_A(x));
+      if (scale_ != 1.0) d = d * scale_;
+      y = torch::GradMode::is_enabled() ? y + d : y.add_(d);
+    }
     return y;
   }
 
