@@ -58,7 +58,8 @@ struct FinetuneOptions {
   int64_t nproc = 1;           // local ranks to start (data parallelism; batch sizes are per rank, as in ddpo-pytorch)
   int64_t dist_timeout = 300;  // seconds a rank waits for the others before failing
   int64_t n_prompts = 5000;  // training-split reports to draw prompts from
-  int64_t grid_prompts = 4;  // held-out reports in the per-epoch anchor-vs-policy grid (0 = none)
+  int64_t grid_prompts = 4;  // held-out reports in the anchor-vs-policy grid (0 = none)
+  int64_t grid_every = 5;    // epochs between grids (also drawn before training and after the last epoch)
   int keep_checkpoints = 3;
   bool resume = false;
   int64_t threads = 0;
@@ -87,6 +88,7 @@ inline void check_finetune_options(const FinetuneOptions& o) {
   need(o.policy.no_ace || o.policy.ace_tokens >= 1, "--ace_tokens must be >= 1 (or pass --no-ace)");
   need(o.n_prompts >= 1, "--n_prompts must be >= 1");
   need(o.grid_prompts >= 0, "--grid_prompts must be >= 0");
+  need(o.grid_every >= 1, "--grid_every must be >= 1");
   need(o.keep_checkpoints >= 1, "--keep_checkpoints must be >= 1");
   need(o.anchor_samples >= 1, "--anchor_samples must be >= 1");
   need(o.nproc >= 1 && o.nproc <= 256, "--nproc must be in [1, 256]");
@@ -105,6 +107,7 @@ inline cxrl::app::FinetuneRunOptions run_options(const FinetuneOptions& o) {
   r.name = default_run_name(o);
   r.producer = "cxrl_mimic finetune";
   r.grid_seed = o.policy.seed + 7777;
+  r.grid_every = o.grid_every;
   return r;
 }
 
@@ -162,7 +165,7 @@ inline nlohmann::json finetune_config(const FinetuneOptions& o) {
           {"learning_rate", o.learning_rate}, {"clip_range", o.clip_range}, {"adv_clip_max", o.adv_clip_max},
           {"max_grad_norm", o.max_grad_norm}, {"anchor_samples", o.anchor_samples}, {"nproc", o.nproc},
           {"dist_timeout", o.dist_timeout}, {"n_prompts", o.n_prompts}, {"grid_prompts", o.grid_prompts},
-          {"keep_checkpoints", o.keep_checkpoints}, {"threads", o.threads}};
+          {"grid_every", o.grid_every}, {"keep_checkpoints", o.keep_checkpoints}, {"threads", o.threads}};
 }
 
 /// Loads the rewards of the run's set and trains; the reward types depend on --no-rlcf only.
@@ -229,7 +232,8 @@ inline void add_finetune_command(CLI::App& app) {
   s->add("nproc", o->nproc, "local ranks of one data-parallel run (batch sizes are per rank); under torchrun leave at 1");
   s->add("dist_timeout", o->dist_timeout, "seconds a rank waits for the others before it fails");
   s->add("n_prompts", o->n_prompts, "training-split reports to draw prompts from");
-  s->add("grid_prompts", o->grid_prompts, "held-out reports in the per-epoch anchor-vs-policy grid");
+  s->add("grid_prompts", o->grid_prompts, "held-out reports in the anchor-vs-policy grid");
+  s->add("grid_every", o->grid_every, "epochs between grids (also drawn before training and after the last epoch)");
   s->add("keep_checkpoints", o->keep_checkpoints, "checkpoints kept in the run folder");
   s->flag("resume", o->resume, "continue the run in --out from its newest intact checkpoint");
   s->add("threads", o->threads, "intra-op threads (0 = LibTorch default)");

@@ -9,6 +9,7 @@
 /// events.out.tfevents.*                  TensorBoard scalars and anchor-vs-policy image grids
 /// metrics.jsonl                          one JSON object per epoch (the same scalars, for scripts)
 /// grids/epoch_<k>.png                    fixed held-out prompts: anchor (top) vs policy (bottom) after k epochs
+///                                        (k = 0, every grid_every-th epoch, and the last)
 /// curves.png                             reward curves: policy and anchor score per term per epoch (± SE), KL, clipping
 /// adapters.safetensors                   final LoRA + ACE (policy::LoraAcePolicy::load_adapters)
 /// metrics.json                           summary of the run
