@@ -2,7 +2,11 @@
 // ~75M-parameter SD-shaped config at 32x32 latents. Reports images/s, achieved GFLOP/s (matmul + conv FLOPs
 // counted by cxrl::nn::FlopCounter during one forward; backward counted as 2x forward), the GFLOP/s of a
 // square float32 GEMM measured in this process, their ratio, and peak RSS. Runs on CUDA when available.
+// Also the attention core at the shipped phantom anchor's shapes (batch 64 = 32 prompts with CFG, 2 heads): the
+// no-grad path (each head on its strided columns) against the autograd path's forward (head-major copies) on the
+// same inputs, which is what sampling ran before the no-grad path existed.
 // Usage: bench_unet [path/to/unet_gray/config.json] [seconds per measurement]
+#include <cxrl/nn/attention.hpp>
 #include <cxrl/nn/unet_2d_condition.hpp>
 
 #include <nlohmann/json.hpp>
@@ -11,6 +15,7 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -123,6 +128,25 @@ int main(int argc, char** argv) {
   results.push_back(run("sd_mini", mini, dev.is_cuda() ? 16 : 2, 32, 77, dev, seconds));
 
   nlohmann::json js;
+  std::printf("%-24s %12s %14s %9s\n", "attention (B, N, M, C)", "no-grad ms", "autograd ms", "ratio");
+  struct Shape { int64_t b, n, m, c; };
+  for (const Shape& sh : {Shape{64, 256, 256, 32}, Shape{64, 256, 80, 32}, Shape{64, 64, 64, 64}, Shape{64, 64, 80, 64}}) {
+    auto opts = torch::TensorOptions().device(dev);
+    auto q = torch::randn({sh.b, sh.n, sh.c}, opts), k = torch::randn({sh.b, sh.m, sh.c}, opts),
+         v = torch::randn({sh.b, sh.m, sh.c}, opts);
+    auto qg = q.clone().requires_grad_(true);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(sh.c / 2));
+    const double plain = time_per_call(
+        [&] {
+          torch::NoGradGuard ng;
+          cxrl::nn::scaled_dot_product_attention(q, k, v, 2, scale);
+        },
+        dev, seconds / 3);
+    const double graph = time_per_call([&] { cxrl::nn::scaled_dot_product_attention(qg, k, v, 2, scale); }, dev, seconds / 3);
+    const std::string name = std::to_string(sh.b) + "x" + std::to_string(sh.n) + "x" + std::to_string(sh.m) + "x" + std::to_string(sh.c);
+    std::printf("%-24s %12.2f %14.2f %9.3f\n", name.c_str(), plain * 1e3, graph * 1e3, plain / graph);
+    js["attention"][name] = {{"no_grad_ms", plain * 1e3}, {"autograd_forward_ms", graph * 1e3}, {"ratio", plain / graph}};
+  }
   js["bench"] = "unet";
   js["device"] = dev.str();
   js["threads"] = torch::get_num_threads();
