@@ -25,7 +25,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -53,8 +52,8 @@ struct FinetuneRunOptions {
   std::string producer = "cxrl finetune";  ///< recorded in every checkpoint's metadata
   std::vector<std::string> grid_prompts;   ///< held-out prompts drawn, anchor vs policy (empty: no grids)
   uint64_t grid_seed = 7777;               ///< the grid's fixed noise
-  /// Draw the grid before training, after every grid_every-th epoch and after the last. Its policy row costs about a
-  /// quarter of one sampling batch, so drawing it every epoch of a short CPU run costs ~4 % of the run.
+  /// Draw the grid before training, after every grid_every-th epoch (≥ 1) and after the last. Its policy row costs
+  /// about a quarter of one sampling batch, so drawing it every epoch of a short CPU run costs ~3 % of the run.
   int64_t grid_every = 1;
 };
 
@@ -114,7 +113,7 @@ struct FinetuneCallbacks {
 
   void write_grid(int64_t epoch) {
     if (o.grid_prompts.empty() || !main_rank) return;
-    if (epoch % std::max<int64_t>(1, o.grid_every) != 0 && epoch != o.epochs) return;
+    if (epoch % o.grid_every != 0 && epoch != o.epochs) return;
     const auto png = run / "grids" / ("epoch_" + std::to_string(epoch) + ".png");
     const auto grid = anchor_policy_grid(trainer.policy(), trainer.sampler(), o.grid_prompts, o.grid_seed, &grid_anchor_row);
     io::write_png(png, grid);
@@ -212,10 +211,12 @@ nlohmann::json run_in_folder(nlohmann::json resolved, const FinetuneRunOptions& 
  * @param o where and how the run is written
  * @param resolved the run's settings (config.json; its `name` labels the summary)
  * @param dist the run's process group (world size 1 for one process)
+ * @throws std::invalid_argument for grid_every < 1
  */
 template <class T>
 nlohmann::json finetune(T& trainer, const FinetuneRunOptions& o, const nlohmann::json& resolved, core::Distributed& dist) {
   namespace fs = std::filesystem;
+  if (o.grid_every < 1) throw std::invalid_argument("finetune: grid_every must be >= 1, got " + std::to_string(o.grid_every));
   const fs::path run = o.out;
   const bool main_rank = dist.is_main();
   if (main_rank) io::write_json(run / "config.json", resolved);

@@ -123,34 +123,34 @@ inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const 
     return o.transpose(1, 2).reshape({B, N, heads * dv});
   }
 #endif
-  const bool grad = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
-  if (!grad && heads > 1 && q.stride(2) == 1 && k.stride(2) == 1 && v.stride(2) == 1) {
+  // Blocks of (batch or head, query rows) whose score matrix stays cache-resident: measured 2.5-5x faster on CPU
+  // than one B·h·N·M score tensor for 32 heads × 1024² scores (d = 4..40), and far less memory.
+  auto block_shape = [&](int64_t batch) {
+    const int64_t g = std::clamp<int64_t>(max_score_elements / std::max<int64_t>(1, N * M), 1, batch);
+    return std::pair{g, std::clamp<int64_t>(max_score_elements / std::max<int64_t>(1, g * M), 1, N)};
+  };
+  if (!(torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad()))) {
     // Without autograd each head runs on its strided columns of q, k and v and writes its columns of the output:
-    // the same products as below without the four head-major copies (~2 % of a CPU sampling step).
+    // no head-major copies (bench_unet compares this with the autograd path's forward).
+    auto unit = [](const torch::Tensor& t) { return t.stride(2) == 1 ? t : t.contiguous(); };
+    const auto qc = unit(q), kc = unit(k), vc = unit(v);
     auto out = torch::empty({B, N, heads * dv}, q.options());
-    const int64_t g = std::clamp<int64_t>(max_score_elements / std::max<int64_t>(1, N * M), 1, B);
-    const int64_t rows = std::clamp<int64_t>(max_score_elements / std::max<int64_t>(1, g * M), 1, N);
+    const auto [g, rows] = block_shape(B);
     for (int64_t j = 0; j < heads; ++j)
-      detail::blocked_attention_into(out.narrow(2, j * dv, dv), q.narrow(2, j * d, d), k.narrow(2, j * d, d),
-                                     v.narrow(2, j * dv, dv), scale, g, rows);
+      detail::blocked_attention_into(out.narrow(2, j * dv, dv), qc.narrow(2, j * d, d), kc.narrow(2, j * d, d),
+                                     vc.narrow(2, j * dv, dv), scale, g, rows);
     return out;
   }
   auto qf = qh.reshape({B * heads, N, d});
   auto kf = kh.reshape({B * heads, M, d});
   auto vf = vh.reshape({B * heads, M, dv});
-  // Blocks of (heads, query rows) whose score matrix stays cache-resident: measured 2.5-5x faster on CPU
-  // than one B·h·N·M score tensor for 32 heads × 1024² scores (d = 4..40), and far less memory.
   const int64_t BH = B * heads;
-  const int64_t g = std::clamp<int64_t>(max_score_elements / std::max<int64_t>(1, N * M), 1, BH);
-  const int64_t rows = std::clamp<int64_t>(max_score_elements / std::max<int64_t>(1, g * M), 1, N);
+  const auto [g, rows] = block_shape(BH);
   torch::Tensor out;
-  if (g == BH && rows == N) {  // small problem: one block, plain ops
+  if (g == BH && rows == N)  // small problem: one block, plain ops
     out = torch::bmm(torch::softmax(torch::bmm(qf, kf.transpose(1, 2)).mul_(scale), -1), vf);
-  } else if (grad) {
+  else
     out = detail::BlockedAttention::apply(qf.contiguous(), kf.contiguous(), vf.contiguous(), scale, g, rows);
-  } else {
-    out = detail::blocked_attention_forward(qf.contiguous(), kf.contiguous(), vf.contiguous(), scale, g, rows);
-  }
   return out.view({B, heads, N, dv}).transpose(1, 2).reshape({B, N, heads * dv});
 }
 
