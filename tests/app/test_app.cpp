@@ -105,7 +105,8 @@ TEST_CASE("run folder: one writer, a resume must not change what the run compute
   std::ofstream(dir / "metrics.jsonl") << "{\"epoch\": 1}\n{\"epoch\": 2}\n{\"epo";  // a killed run's half line
   CHECK_THROWS_WITH(cxrl::app::RunFolder(dir, cfg, false, true), Catch::Contains("already holds a run") && Catch::Contains("--resume"));
   auto more = cfg;
-  more["epochs"] = 8;  // how long it runs may change
+  more["epochs"] = 8;       // how long it runs may change,
+  more["grid_every"] = 10;  // and how often it draws grids (absent from the saved config: runs from before the key)
   CHECK_NOTHROW(cxrl::app::RunFolder(dir, more, true, true));
   auto other = cfg;
   other["learning_rate"] = 1e-2;

@@ -95,10 +95,11 @@ class RunFolderLock {
   int fd_ = -1;
 };
 
-/// @brief Settings that may differ between a run and its resumption: how long it runs and how it is executed,
-///        never what it computes.
+/// @brief Settings that may differ between a run and its resumption: how long it runs, how it is executed and how
+///        often it draws grids, never what it computes.
 inline const std::set<std::string>& resumable_settings() {
-  static const std::set<std::string> keys{"epochs", "threads", "keep_checkpoints", "out", "nproc", "dist_timeout", "quiet", "resume"};
+  static const std::set<std::string> keys{"epochs", "threads", "keep_checkpoints", "grid_every", "out", "nproc", "dist_timeout",
+                                          "quiet", "resume"};
   return keys;
 }
 
