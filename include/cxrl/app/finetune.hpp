@@ -164,6 +164,10 @@ struct FinetuneCallbacks {
     else
       std::snprintf(buf, sizeof buf, " | reward %.4f (anchor %.4f) kl %.2e", st.reward_mean, st.anchor_reward_mean, st.approx_kl);
     last_status = buf;
+    if (std::isfinite(st.anchor_kl)) {
+      std::snprintf(buf, sizeof buf, " KL(anchor) %.2e", st.anchor_kl);
+      last_status += buf;
+    }
     bar.update(static_cast<long>(t.epoch()), "epoch " + std::to_string(step) + "/" + std::to_string(o.epochs) + last_status);
     if (io::interrupted()) {
       std::cerr << "\nfinetune: interrupted; checkpoint of epoch " << step << " written to " << (run / "checkpoints").string()

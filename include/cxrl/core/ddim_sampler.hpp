@@ -172,24 +172,47 @@ class DdimSampler {
   template <class P>
   torch::Tensor log_prob(P& policy, const Trajectory& traj, const torch::Tensor& steps) {
     static_assert(check_policy<P>());
-    const int64_t b = traj.batch_size();
-    if (!steps.defined() || steps.dim() != 1 || steps.size(0) != b)
-      throw std::invalid_argument("cxrl::core::DdimSampler::log_prob: steps must be int64 [B] with B = " + std::to_string(b));
-    auto idx = steps.to(traj.latents.device(), torch::kLong);
-    if (b > 0 && (idx.min().item<int64_t>() < 0 || idx.max().item<int64_t>() >= traj.num_steps()))
-      throw std::out_of_range("cxrl::core::DdimSampler::log_prob: step index outside [0, " +
-                              std::to_string(traj.num_steps()) + ")");
-    auto rows = torch::arange(b, idx.options());
-    auto x_t = traj.latents.index({rows, idx});
-    auto x_prev = traj.latents.index({rows, idx + 1});
-    auto t = traj.timesteps.index({rows, idx});
-    torch::Tensor cond = traj.conditions, uncond = traj.unconditional;
-    if (cfg_.reencode_prompts) {
-      cond = policy.encode(traj.prompts);
-      if (uncond.defined()) uncond = encode_unconditional(policy, b);
+    const auto in = recorded_step(traj, steps, "log_prob");
+    auto out = guided_prediction(policy, in.x_t, in.t, condition(policy, traj, false), unconditional(policy, traj, false));
+    return scheduler_.step_with_logprob(out, in.t, in.x_t, cfg_.eta, in.x_prev).log_prob;
+  }
+
+  /// @brief log_prob_and_anchor_kl()'s result.
+  struct LogProbAndKl {
+    torch::Tensor log_prob;   ///< [B] as log_prob(), with gradient
+    torch::Tensor anchor_kl;  ///< [B] KL(p_θ(x_{t-1}|x_t) ‖ p_anchor(x_{t-1}|x_t)) per latent element, with gradient
+  };
+
+  /**
+   * @brief log_prob() and the KL divergence of the policy's transition from the anchor's at the same recorded x_t.
+   *
+   * Both transitions are Gaussians with the step's σ_t, so the divergence is closed-form,
+   * ‖μ_θ − μ_anchor‖² / (2σ_t²) (DPOK, Fan et al. 2023, Lemma 4.2: the sum over steps bounds the KL of the final
+   * images); it is averaged over latent elements, as log_prob is. The anchor (adapters disabled, its own condition
+   * encoding, as in sample_anchor) runs without gradient, so the divergence pulls only the policy toward it.
+   * @tparam P a Policy.
+   * @param policy the policy being trained.
+   * @param traj recorded trajectories (B of them).
+   * @param steps int64 [B] step index per sample in [0, T).
+   */
+  template <class P>
+  LogProbAndKl log_prob_and_anchor_kl(P& policy, const Trajectory& traj, const torch::Tensor& steps) {
+    static_assert(check_policy<P>());
+    const auto in = recorded_step(traj, steps, "log_prob_and_anchor_kl");
+    auto out = guided_prediction(policy, in.x_t, in.t, condition(policy, traj, false), unconditional(policy, traj, false));
+    auto step = scheduler_.step_with_logprob(out, in.t, in.x_t, cfg_.eta, in.x_prev);
+    torch::Tensor anchor_mean;
+    {
+      torch::NoGradGuard no_grad;
+      AdaptersDisabled<P> anchor(policy);
+      auto a = guided_prediction(policy, in.x_t, in.t, condition(policy, traj, true), unconditional(policy, traj, true));
+      anchor_mean = scheduler_.step_with_logprob(a, in.t, in.x_t, cfg_.eta, in.x_prev).mean;
     }
-    auto out = guided_prediction(policy, x_t, t, cond, uncond);
-    return scheduler_.step_with_logprob(out, t, x_t, cfg_.eta, x_prev).log_prob;
+    std::vector<int64_t> dims;
+    for (int64_t d = 1; d < in.x_t.dim(); ++d) dims.push_back(d);
+    auto var = step.std_dev_t.pow(2).reshape({-1});
+    auto kl = (step.mean - anchor_mean).pow(2).mean(dims) / (2.0 * var);
+    return {step.log_prob, kl};
   }
 
   /**
@@ -205,6 +228,36 @@ class DdimSampler {
   }
 
  private:
+  struct RecordedStep {
+    torch::Tensor x_t, x_prev, t;
+  };
+
+  // The recorded transition x_t → x_{t-1} of each sample at its step index.
+  static RecordedStep recorded_step(const Trajectory& traj, const torch::Tensor& steps, const char* who) {
+    const int64_t b = traj.batch_size();
+    if (!steps.defined() || steps.dim() != 1 || steps.size(0) != b)
+      throw std::invalid_argument(std::string("cxrl::core::DdimSampler::") + who + ": steps must be int64 [B] with B = " +
+                                  std::to_string(b));
+    auto idx = steps.to(traj.latents.device(), torch::kLong);
+    if (b > 0 && (idx.min().item<int64_t>() < 0 || idx.max().item<int64_t>() >= traj.num_steps()))
+      throw std::out_of_range(std::string("cxrl::core::DdimSampler::") + who + ": step index outside [0, " +
+                              std::to_string(traj.num_steps()) + ")");
+    auto rows = torch::arange(b, idx.options());
+    return {traj.latents.index({rows, idx}), traj.latents.index({rows, idx + 1}), traj.timesteps.index({rows, idx})};
+  }
+
+  // The condition of the recorded prompts: re-encoded (with gradient into trained condition embeddings) when
+  // reencode_prompts is on or for the anchor, whose encoding differs from the policy's recorded one.
+  template <class P>
+  torch::Tensor condition(P& policy, const Trajectory& traj, bool anchor) {
+    return cfg_.reencode_prompts || anchor ? policy.encode(traj.prompts) : traj.conditions;
+  }
+  template <class P>
+  torch::Tensor unconditional(P& policy, const Trajectory& traj, bool anchor) {
+    if (!traj.unconditional.defined()) return {};
+    return cfg_.reencode_prompts || anchor ? encode_unconditional(policy, traj.batch_size()) : traj.unconditional;
+  }
+
   static torch::TensorOptions latent_options(const torch::Tensor& cond) {
     auto dtype = cond.is_floating_point() ? cond.scalar_type() : torch::kFloat;
     return torch::TensorOptions().dtype(dtype).device(cond.device());

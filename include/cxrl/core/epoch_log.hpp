@@ -18,8 +18,9 @@ namespace cxrl::core {
 /**
  * @brief The record of one epoch. Keys: `epoch` (1-based), `samples`, `reward/total`, `reward/total_std`,
  *        `reward/anchor_total`, `advantage/{mean,std}`, `train/{loss,approx_kl,clipfrac,grad_norm,lr,optimizer_steps,
- *        skipped_updates}`, `time/…`, and per reward term `reward/<name>/{raw,weighted,policy_score,policy_score_se,
- *        anchor_score,anchor_score_se,anchor_corr}` (anchor keys only when the anchor was sampled).
+ *        skipped_updates}`, `train/anchor_kl` (when TrainerConfig::kl_weight > 0), `time/…`, and per reward term
+ *        `reward/<name>/{raw,weighted,policy_score,policy_score_se,anchor_score,anchor_score_se,anchor_corr}` (anchor keys
+ *        only when the anchor was sampled).
  * @param s the epoch's statistics
  * @param lr the learning rate in use
  */
@@ -46,6 +47,7 @@ inline nlohmann::json epoch_record(const EpochStats& s, double lr) {
     if (std::isfinite(v)) j[k] = v;
   };
   put("reward/anchor_total", s.anchor_reward_mean);
+  put("train/anchor_kl", s.anchor_kl);
   for (const auto& c : s.components) {
     const std::string p = "reward/" + c.name + "/";
     put(p + "raw", c.raw_mean);
@@ -61,7 +63,8 @@ inline nlohmann::json epoch_record(const EpochStats& s, double lr) {
 
 /**
  * @brief Reward curves of a run from its epoch records: per reward term the policy's and the anchor's mean score
- *        per epoch with ±SE bands, then the training reward, the approx. KL and the clip fraction.
+ *        per epoch with ±SE bands, then the training reward, the approx. KL, the KL to the anchor (when penalised)
+ *        and the clip fraction.
  * @param history epoch_record()s in epoch order
  * @return one panel per plot, for io::render_panels()
  */
@@ -96,6 +99,9 @@ inline std::vector<io::Panel> reward_curves(const std::vector<nlohmann::json>& h
   // KL and clip fraction on separate axes: they differ by orders of magnitude, and a shared axis hid a 0.7 clip
   // fraction under a KL spike.
   panels.push_back({"approx. KL (PPO)", "epoch", "KL", {{"approx. KL", x, col("train/approx_kl"), {}, io::palette(2)}}});
+  const auto anchor_kl = col("train/anchor_kl");
+  if (std::any_of(anchor_kl.begin(), anchor_kl.end(), [](double v) { return std::isfinite(v); }))
+    panels.push_back({"KL to the anchor (penalised)", "epoch", "KL per element", {{"KL", x, anchor_kl, {}, io::palette(4)}}});
   panels.push_back({"clip fraction (PPO)", "epoch", "fraction", {{"clipped samples", x, col("train/clipfrac"), {}, io::palette(3)}}});
   return panels;
 }

@@ -58,6 +58,11 @@ struct TrainerConfig {
   /// Anchor samples per prompt when the anchor is sampled; comparative terms subtract the mean of their K
   /// scores (1 = CXRL's RLCF). Needs a sampler with `sample_anchor(policy, traj, gen, K)`.
   int64_t anchor_samples = 1;
+  /// β of a penalty β·KL(p_θ ‖ p_anchor) on each trained transition, added to the policy-gradient loss (DPOK,
+  /// Fan et al. 2023, Eq. 8; KL per latent element, see DdimSampler::log_prob_and_anchor_kl). 0 = DDPO and CXRL,
+  /// which keep the policy near the anchor only through the small PPO clip range. Needs a sampler with
+  /// `log_prob_and_anchor_kl(policy, traj, steps)`; costs one anchor forward pass per trained transition.
+  double kl_weight = 0.0;
   /// Updates skipped for a non-finite reward, advantage, loss or gradient before the run stops with an error
   /// (they never reach the weights).
   int64_t max_skipped_updates = 3;
@@ -111,6 +116,7 @@ struct EpochStats {
   double advantage_std = 0;          ///< std of advantages (ddof 0)
   double loss = 0;                   ///< mean per-timestep loss
   double approx_kl = 0;              ///< mean ½(logp − old)²
+  double anchor_kl = std::nan("");   ///< mean KL(p_θ ‖ p_anchor) per latent element and trained step (NaN when kl_weight = 0)
   double clipfrac = 0;               ///< mean fraction of clipped ratios
   double grad_norm = 0;              ///< mean pre-clipping gradient norm over optimizer steps
   int64_t optimizer_steps = 0;       ///< optimizer steps taken this epoch
@@ -191,6 +197,9 @@ class Trainer {
   static_assert(!needs_anchor || sampler_has_anchor_v<S, P>,
                 "cxrl::core::Trainer: a Comparative reward term or an anchor baseline needs the sampler's optional "
                 "`void sample_anchor(Policy&, Trajectory&, at::Generator&)`; see docs/concepts/sampler.md");
+  /// @brief Whether the sampler can give the KL to the anchor that TrainerConfig::kl_weight penalises.
+  static constexpr bool sampler_has_anchor_kl =
+      requires(S& s, P& p, const Trajectory& t, const torch::Tensor& steps) { s.log_prob_and_anchor_kl(p, t, steps); };
 
   /// @brief Draws `n` prompts for one sampling call from the trainer's prompt generator.
   using PromptFn = std::function<std::vector<std::string>(int64_t n, at::Generator& gen)>;
@@ -419,6 +428,9 @@ class Trainer {
     if (!(cfg_.clip_range >= 0.0)) bad("clip_range must be >= 0");
     if (!(cfg_.adv_clip_max > 0.0)) bad("adv_clip_max must be > 0");
     if (cfg_.anchor_samples < 1) bad("anchor_samples must be >= 1");
+    if (!(cfg_.kl_weight >= 0.0)) bad("kl_weight must be >= 0");
+    if (cfg_.kl_weight > 0 && !sampler_has_anchor_kl)
+      bad("kl_weight > 0 needs a sampler with log_prob_and_anchor_kl(policy, traj, steps)");
     if (cfg_.sample_shards < 1 || cfg_.batch_size % cfg_.sample_shards != 0)
       bad("sample_shards must be >= 1 and divide batch_size (" + std::to_string(cfg_.batch_size) + ")");
     if (cfg_.max_skipped_updates < 0) bad("max_skipped_updates must be >= 0");
@@ -454,7 +466,7 @@ class Trainer {
     const int64_t tb = train_batch_size() * world_size();  // a global minibatch
     const int64_t window = t_train * cfg_.gradient_accumulation_steps;
     if constexpr (requires { policy_.train(true); }) policy_.train(true);
-    double loss_sum = 0, kl_sum = 0, clip_sum = 0, gnorm_sum = 0, rows = 0;
+    double loss_sum = 0, kl_sum = 0, clip_sum = 0, gnorm_sum = 0, rows = 0, anchor_kl_sum = 0;
     bool window_finite = true;
     optimizer_.zero_grad();
     for (int64_t inner = 0; inner < cfg_.num_inner_epochs; ++inner) {
@@ -479,10 +491,20 @@ class Trainer {
           const double share = static_cast<double>(mine.size()) / static_cast<double>(tb);
           for (int64_t j = 0; j < t_train; ++j) {
             auto steps = sub_perm.select(1, j).contiguous();
-            auto logp = sampler_.log_prob(policy_, sub, steps);
+            torch::Tensor logp, anchor_kl;
+            if (cfg_.kl_weight > 0) {
+              if constexpr (sampler_has_anchor_kl) {
+                auto r = sampler_.log_prob_and_anchor_kl(policy_, sub, steps);
+                logp = r.log_prob;
+                anchor_kl = r.anchor_kl.mean();
+              }
+            } else {
+              logp = sampler_.log_prob(policy_, sub, steps);
+            }
             auto old = sub.log_probs.gather(1, steps.to(sub.log_probs.device()).unsqueeze(1)).squeeze(1);
             auto pl = policy_gradient_loss(cfg_.estimator, logp, old.to(logp.dtype()), sub_adv.to(logp.device()), cfg_.clip_range,
                                            cfg_.adv_clip_max);
+            if (anchor_kl.defined()) pl.loss = pl.loss + cfg_.kl_weight * anchor_kl;
             const double l = pl.loss.template item<double>();
             if (!std::isfinite(l)) {
               window_finite = false;
@@ -493,6 +515,7 @@ class Trainer {
             loss_sum += l * c;
             kl_sum += pl.approx_kl.template item<double>() * c;
             clip_sum += pl.clipfrac.template item<double>() * c;
+            if (anchor_kl.defined()) anchor_kl_sum += anchor_kl.template item<double>() * c;
             rows += c;
           }
         }
@@ -513,14 +536,16 @@ class Trainer {
     }
     if constexpr (requires { policy_.train(false); }) policy_.train(false);
     if (world_size() > 1) {
-      std::vector<torch::Tensor> sums{torch::tensor({loss_sum, kl_sum, clip_sum, rows}, torch::kDouble)};
+      std::vector<torch::Tensor> sums{torch::tensor({loss_sum, kl_sum, clip_sum, rows, anchor_kl_sum}, torch::kDouble)};
       dist_->all_reduce_sum(sums);
       loss_sum = sums[0][0].template item<double>(), kl_sum = sums[0][1].template item<double>();
       clip_sum = sums[0][2].template item<double>(), rows = sums[0][3].template item<double>();
+      anchor_kl_sum = sums[0][4].template item<double>();
     }
     st.loss = loss_sum / std::max(rows, 1.0);
     st.approx_kl = kl_sum / std::max(rows, 1.0);
     st.clipfrac = clip_sum / std::max(rows, 1.0);
+    if (cfg_.kl_weight > 0) st.anchor_kl = anchor_kl_sum / std::max(rows, 1.0);
     st.grad_norm = gnorm_sum / static_cast<double>(std::max<int64_t>(st.optimizer_steps, 1));
   }
 
