@@ -55,6 +55,7 @@ struct FinetuneOptions {
   double adv_clip_max = 5.0;
   double max_grad_norm = 1.0;
   int64_t anchor_samples = 1;  // anchor samples per prompt for the comparative terms (CXRL: 1)
+  double kl_weight = 0.0;      // β of DPOK's KL penalty toward the anchor (CXRL: 0)
   int64_t nproc = 1;           // local ranks to start (data parallelism; batch sizes are per rank, as in ddpo-pytorch)
   int64_t dist_timeout = 300;  // seconds a rank waits for the others before failing
   int64_t n_prompts = 5000;  // training-split reports to draw prompts from
@@ -91,6 +92,7 @@ inline void check_finetune_options(const FinetuneOptions& o) {
   need(o.grid_every >= 1, "--grid_every must be >= 1");
   need(o.keep_checkpoints >= 1, "--keep_checkpoints must be >= 1");
   need(o.anchor_samples >= 1, "--anchor_samples must be >= 1");
+  need(o.kl_weight >= 0, "--kl_weight must be >= 0");
   need(o.nproc >= 1 && o.nproc <= 256, "--nproc must be in [1, 256]");
   need(o.dist_timeout >= 1, "--dist_timeout must be >= 1 (seconds)");
   need(o.w_align >= 0 && o.w_diag >= 0 && o.w_consist >= 0, "reward weights must be >= 0");
@@ -125,6 +127,7 @@ inline cxrl::core::TrainerConfig trainer_config(const FinetuneOptions& o) {
   tc.adv_clip_max = o.adv_clip_max;
   tc.max_grad_norm = o.max_grad_norm;
   tc.anchor_samples = o.anchor_samples;
+  tc.kl_weight = o.kl_weight;
   tc.seed = o.policy.seed;
   return tc;
 }
@@ -163,9 +166,10 @@ inline nlohmann::json finetune_config(const FinetuneOptions& o) {
           {"train_batch_size", o.train_batch_size}, {"num_inner_epochs", o.num_inner_epochs},
           {"gradient_accumulation_steps", o.gradient_accumulation_steps}, {"timestep_fraction", o.timestep_fraction},
           {"learning_rate", o.learning_rate}, {"clip_range", o.clip_range}, {"adv_clip_max", o.adv_clip_max},
-          {"max_grad_norm", o.max_grad_norm}, {"anchor_samples", o.anchor_samples}, {"nproc", o.nproc},
-          {"dist_timeout", o.dist_timeout}, {"n_prompts", o.n_prompts}, {"grid_prompts", o.grid_prompts},
-          {"grid_every", o.grid_every}, {"keep_checkpoints", o.keep_checkpoints}, {"threads", o.threads}};
+          {"max_grad_norm", o.max_grad_norm}, {"anchor_samples", o.anchor_samples}, {"kl_weight", o.kl_weight},
+          {"nproc", o.nproc}, {"dist_timeout", o.dist_timeout}, {"n_prompts", o.n_prompts},
+          {"grid_prompts", o.grid_prompts}, {"grid_every", o.grid_every}, {"keep_checkpoints", o.keep_checkpoints},
+          {"threads", o.threads}};
 }
 
 /// Loads the rewards of the run's set and trains; the reward types depend on --no-rlcf only.
@@ -229,6 +233,7 @@ inline void add_finetune_command(CLI::App& app) {
   s->add("adv_clip_max", o->adv_clip_max, "advantage clip");
   s->add("max_grad_norm", o->max_grad_norm, "gradient norm clip");
   s->add("anchor_samples", o->anchor_samples, "anchor samples per prompt; comparative terms subtract their mean score (CXRL: 1)");
+  s->add("kl_weight", o->kl_weight, "β of a KL penalty toward the anchor on each trained step (DPOK; CXRL: 0)");
   s->add("nproc", o->nproc, "local ranks of one data-parallel run (batch sizes are per rank); under torchrun leave at 1");
   s->add("dist_timeout", o->dist_timeout, "seconds a rank waits for the others before it fails");
   s->add("n_prompts", o->n_prompts, "training-split reports to draw prompts from");

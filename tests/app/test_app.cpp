@@ -107,7 +107,11 @@ TEST_CASE("run folder: one writer, a resume must not change what the run compute
   auto more = cfg;
   more["epochs"] = 8;       // how long it runs may change,
   more["grid_every"] = 10;  // and how often it draws grids (absent from the saved config: runs from before the key)
+  more["kl_weight"] = 0.0;  // a setting added later, at the value runs from before it used
   CHECK_NOTHROW(cxrl::app::RunFolder(dir, more, true, true));
+  more["kl_weight"] = 0.1;
+  CHECK_THROWS_WITH(cxrl::app::RunFolder(dir, more, true, true), Catch::Contains("kl_weight: run 0.0, now 0.1"));
+  more.erase("kl_weight");
   auto other = cfg;
   other["learning_rate"] = 1e-2;
   other["seed"] = 1;

@@ -103,12 +103,20 @@ inline const std::set<std::string>& resumable_settings() {
   return keys;
 }
 
+/// @brief Settings added after runs were first written, each with the value every earlier run used: a saved
+///        config.json without the key counts as holding that value, so those runs can still be resumed.
+inline const nlohmann::json& settings_added_later() {
+  static const nlohmann::json defaults{{"kl_weight", 0.0}};
+  return defaults;
+}
+
 /**
  * @brief Opens (creates) a run folder for writing, held locked for this object's life.
  *
  * A folder whose previous start failed before its first checkpoint (bad assets, Ctrl-C while loading) holds no
  * run yet and is started again. A folder that holds a run is refused unless @p resume, and on resume every
- * setting outside resumable_settings() must equal the saved config.json's, or the error lists each difference.
+ * setting outside resumable_settings() must equal the saved config.json's (a key it lacks counts as its
+ * settings_added_later() value), or the error lists each difference.
  */
 class RunFolder {
  public:
@@ -131,7 +139,9 @@ class RunFolder {
     if (!resume)
       throw std::invalid_argument("finetune: " + dir_.string() +
                                   " already holds a run (config.json); pass --resume to continue it, or choose another --out");
-    const auto saved = io::read_json(cfg);
+    auto saved = io::read_json(cfg);
+    for (auto it = settings_added_later().begin(); it != settings_added_later().end(); ++it)
+      if (!saved.contains(it.key())) saved[it.key()] = *it;
     std::string diff;
     for (auto it = resolved.begin(); it != resolved.end(); ++it)
       if (!resumable_settings().count(it.key()) && (!saved.contains(it.key()) || saved.at(it.key()) != *it))
