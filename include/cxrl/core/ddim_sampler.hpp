@@ -135,7 +135,7 @@ class DdimSampler {
     AdaptersDisabled<P> anchor(policy);
     const int64_t b = traj.batch_size();
     // Condition encoded by the anchor too: trained condition embeddings are adapters as well.
-    auto cond = policy.encode(traj.prompts);
+    auto cond = condition(policy, traj, /*anchor=*/true);
     torch::Tensor uncond = guidance_enabled() ? encode_unconditional(policy, b * samples) : torch::Tensor{};
     auto x_T = traj.latents.select(1, 0);
     if (samples > 1) {

@@ -492,15 +492,14 @@ class Trainer {
           for (int64_t j = 0; j < t_train; ++j) {
             auto steps = sub_perm.select(1, j).contiguous();
             torch::Tensor logp, anchor_kl;
-            if (cfg_.kl_weight > 0) {
-              if constexpr (sampler_has_anchor_kl) {
+            if constexpr (sampler_has_anchor_kl) {
+              if (cfg_.kl_weight > 0) {
                 auto r = sampler_.log_prob_and_anchor_kl(policy_, sub, steps);
                 logp = r.log_prob;
                 anchor_kl = r.anchor_kl.mean();
               }
-            } else {
-              logp = sampler_.log_prob(policy_, sub, steps);
             }
+            if (!logp.defined()) logp = sampler_.log_prob(policy_, sub, steps);
             auto old = sub.log_probs.gather(1, steps.to(sub.log_probs.device()).unsqueeze(1)).squeeze(1);
             auto pl = policy_gradient_loss(cfg_.estimator, logp, old.to(logp.dtype()), sub_adv.to(logp.device()), cfg_.clip_range,
                                            cfg_.adv_clip_max);

@@ -114,12 +114,12 @@ inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const 
   if (FlopCounter::active())
     FlopCounter::add(2.0 * static_cast<double>(B * heads) * static_cast<double>(N) * static_cast<double>(M) *
                      static_cast<double>(d + dv));
-  auto qh = q.view({B, N, heads, d}).transpose(1, 2);   // [B, h, N, d]
-  auto kh = k.view({B, M, heads, d}).transpose(1, 2);   // [B, h, M, d]
-  auto vh = v.view({B, M, heads, dv}).transpose(1, 2);  // [B, h, M, dv]
+  auto head_major = [&](const torch::Tensor& t, int64_t len, int64_t dim) {  // [B, len, h·dim] → [B, h, len, dim]
+    return t.view({B, len, heads, dim}).transpose(1, 2);
+  };
 #if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
   if (std::abs(scale - 1.0 / std::sqrt(static_cast<double>(d))) < 1e-12 * scale) {
-    auto o = at::scaled_dot_product_attention(qh, kh, vh);
+    auto o = at::scaled_dot_product_attention(head_major(q, N, d), head_major(k, M, d), head_major(v, M, dv));
     return o.transpose(1, 2).reshape({B, N, heads * dv});
   }
 #endif
@@ -141,9 +141,9 @@ inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const 
                                      vc.narrow(2, j * dv, dv), scale, g, rows);
     return out;
   }
-  auto qf = qh.reshape({B * heads, N, d});
-  auto kf = kh.reshape({B * heads, M, d});
-  auto vf = vh.reshape({B * heads, M, dv});
+  auto qf = head_major(q, N, d).reshape({B * heads, N, d});
+  auto kf = head_major(k, M, d).reshape({B * heads, M, d});
+  auto vf = head_major(v, M, dv).reshape({B * heads, M, dv});
   const int64_t BH = B * heads;
   const auto [g, rows] = block_shape(BH);
   torch::Tensor out;
