@@ -445,7 +445,9 @@ inline nlohmann::json run_evaluate(const EvaluateOptions& o) {
   auto same = [](const Group& g) { return g.name; };
   const std::string split_text(cxrl::data::split_name(split));
   const std::string ci = "Δ: difference to the anchor with its paired bootstrap " + std::to_string(o.replicates) +
-                         "-replicate 95 % interval over reports (and seeds); ✔ / ✘: the interval excludes 0 on the better / worse side.";
+                         "-replicate 95 % interval over reports (and seeds); ✔ / ✘: the interval excludes 0 on the better / worse side. "
+                         "Better in k/S seeds: the seeds whose own Δ lies on the better side (with 2 or 3 seeds the interval cannot "
+                         "see a seed-to-seed spread larger than the reports'; the count can).";
   std::vector<ev::Table> tables{
       build("1", "posture, diagnosis and report consistency", t1, all_rewards, same,
             "Judge columns: models trained apart from the rewards (`train-judges`). tilt and off-centre: mirror-symmetry midline "

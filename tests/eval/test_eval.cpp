@@ -119,10 +119,10 @@ TEST_CASE("correlation_of: Pearson's r over the drawn items, NaNs skipped", "[ev
 
 TEST_CASE("tables: markdown marks significant differences by direction; JSON holds mean, delta and ci", "[eval][table]") {
   ev::Table t{"1", "demo", {{"up", "up ↑", true, 2, ev::MetricSource::judge}, {"down", "down ↓", false, 2, ev::MetricSource::reward}}, {}, "note"};
-  ev::Row anchor{"Anchor", 1, {{"up", {1.0, std::nan(""), std::nullopt}}, {"down", {5.0, std::nan(""), std::nullopt}}}};
+  ev::Row anchor{"Anchor", 1, {{"up", {1.0, std::nan(""), std::nullopt, {}}}, {"down", {5.0, std::nan(""), std::nullopt, {}}}}};
   ev::PairedDelta up{1.0, 1.5, 0.5, 0.2, 0.8, 1000};
   ev::PairedDelta down{5.0, 5.5, 0.5, 0.1, 0.9, 1000};  // "down" rose: significantly worse
-  ev::Row run{"CXRL", 3, {{"up", {1.5, 0.1, up}}, {"down", {5.5, 0.2, down}}}};
+  ev::Row run{"CXRL", 3, {{"up", {1.5, 0.1, up, {}}}, {"down", {5.5, 0.2, down, {}}}}};
   t.rows = {anchor, run};
   const auto md = ev::to_markdown(t);
   CHECK(md.find("| CXRL | 3 | 1.50 ± 0.10 · Δ +0.50 [+0.20, +0.80] ✔ | 5.50 ± 0.20 · Δ +0.50 [+0.10, +0.90] ✘ |") != std::string::npos);
@@ -136,4 +136,33 @@ TEST_CASE("tables: markdown marks significant differences by direction; JSON hol
   CHECK(j["rows"][1]["metrics"]["down"]["significant"] == "worse");
   CHECK(j["metrics"][1]["source"] == "reward");
   CHECK(j["rows"][0]["metrics"]["up"]["seed_std"].is_null());
+}
+
+TEST_CASE("tables: each seed's own difference, and how many seeds are better, by direction", "[eval][table]") {
+  // Three seeds of a model against a reference on 4 items: means 2.5 (reference), 3.5, 2.0, 4.0.
+  const auto ref = ev::mean_of({1, 2, 3, 4});
+  const std::vector<ev::Statistic> seeds{ev::mean_of({2, 3, 4, 5}), ev::mean_of({0.5, 1.5, 2.5, 3.5}), ev::mean_of({3, 4, 5, 4})};
+  const auto c = ev::make_cell(seeds, 4, ref, {200, 0.95, 3});
+  REQUIRE(c.seed_deltas.size() == 3);
+  CHECK(c.seed_deltas[0] == Approx(1.0));
+  CHECK(c.seed_deltas[1] == Approx(-0.5));
+  CHECK(c.seed_deltas[2] == Approx(1.5));
+  CHECK(c.delta->delta == Approx((1.0 - 0.5 + 1.5) / 3));
+  const ev::MetricSpec up{"up", "up ↑", true, 2, ev::MetricSource::judge}, down{"down", "down ↓", false, 2, ev::MetricSource::judge};
+  CHECK(ev::seeds_better(up, c) == 2);
+  CHECK(ev::seeds_better(down, c) == 1);
+  CHECK(ev::make_cell(seeds, 4, {}, {}).seed_deltas.empty());  // the reference row has no differences
+
+  ev::Table t{"1", "demo", {up, down}, {}, ""};
+  t.rows = {{"Anchor", 1, {{"up", ev::make_cell({ref}, 4, {}, {})}, {"down", ev::make_cell({ref}, 4, {}, {})}}},
+            {"CXRL", 3, {{"up", c}, {"down", c}}},
+            {"one seed", 1, {{"up", ev::make_cell({seeds[0]}, 4, ref, {200, 0.95, 3})}}}};
+  const auto md = ev::to_markdown(t);
+  CHECK(md.find("· better in 2/3 seeds |") != std::string::npos);
+  CHECK(md.find("· better in 1/3 seeds |") != std::string::npos);
+  CHECK(md.find("better in 1/1") == std::string::npos);  // a single seed's count says nothing the interval does not
+  const auto j = ev::to_json(t);
+  CHECK(j["rows"][1]["metrics"]["up"]["seed_deltas"][1] == Approx(-0.5));
+  CHECK(j["rows"][1]["metrics"]["down"]["seeds_better"] == 1);
+  CHECK(j["rows"][0]["metrics"]["up"].count("seed_deltas") == 0);
 }

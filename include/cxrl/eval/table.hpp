@@ -45,6 +45,9 @@ struct Cell {
   double mean = std::nan("");            ///< mean over seeds of the statistic on all items
   double seed_std = std::nan("");        ///< sample std over seeds (NaN for one seed)
   std::optional<PairedDelta> delta;      ///< difference to the reference row (absent for the reference itself)
+  /// Each seed's own difference to the reference on all items. The bootstrap's seed level resamples S seeds, which
+  /// for S = 2 or 3 cannot show a seed-to-seed spread larger than the items'; these values show it directly.
+  std::vector<double> seed_deltas;
 };
 
 /// @brief One row: a model (the reference, or a run name with its seeds).
@@ -80,9 +83,17 @@ inline std::optional<bool> significant_better(const MetricSpec& m, const PairedD
   return (d.lo > 0) == m.higher_is_better;
 }
 
+/// @brief How many of @p c's seeds differ from the reference on the better side of @p m. @param m the column
+/// @param c the cell
+inline int seeds_better(const MetricSpec& m, const Cell& c) {
+  int k = 0;
+  for (double d : c.seed_deltas) k += m.higher_is_better ? d > 0 : d < 0;
+  return k;
+}
+
 /**
- * @brief Markdown: `mean [± std] · Δ [lo, hi] mark` per cell, where the mark is ✔ when the interval excludes 0 on
- *        the better side and ✘ on the worse side.
+ * @brief Markdown: `mean [± std] · Δ [lo, hi] mark [· better in k/S seeds]` per cell, where the mark is ✔ when the
+ *        interval excludes 0 on the better side and ✘ on the worse side, and the count closes rows of several seeds.
  * @param t the table
  */
 inline std::string to_markdown(const Table& t) {
@@ -108,6 +119,7 @@ inline std::string to_markdown(const Table& t) {
         md << " · Δ " << num(c.delta->delta, m.precision, true) << " [" << num(c.delta->lo, m.precision, true) << ", "
            << num(c.delta->hi, m.precision, true) << "]";
         if (auto s = significant_better(m, *c.delta)) md << (*s ? " ✔" : " ✘");
+        if (c.seed_deltas.size() > 1) md << " · better in " << seeds_better(m, c) << "/" << c.seed_deltas.size() << " seeds";
       }
       md << " |";
     }
@@ -137,6 +149,10 @@ inline nlohmann::json to_json(const Table& t) {
         const auto s = significant_better(m, *c.delta);
         j["significant"] = s ? nlohmann::json(*s ? "better" : "worse") : nlohmann::json(nullptr);
         j["replicates"] = c.delta->replicates;
+        nlohmann::json per = nlohmann::json::array();
+        for (double d : c.seed_deltas) per.push_back(jnum(d));
+        j["seed_deltas"] = per;
+        j["seeds_better"] = seeds_better(m, c);
       }
       cells[m.key] = j;
     }
@@ -159,7 +175,7 @@ inline std::pair<double, double> mean_and_std(const std::vector<double>& v) {
 
 /**
  * @brief A cell from per-seed statistics: mean and std over seeds on all items, and (when @p reference is set) the
- *        paired bootstrap difference.
+ *        paired bootstrap difference and each seed's own difference.
  * @param seeds one statistic per seed
  * @param n_items paired items
  * @param reference the reference's statistic, or empty for the reference row
@@ -171,7 +187,10 @@ inline Cell make_cell(const std::vector<Statistic>& seeds, int64_t n_items, cons
   std::vector<double> per;
   for (const auto& s : seeds) per.push_back(s(all));
   std::tie(c.mean, c.seed_std) = mean_and_std(per);
-  if (reference) c.delta = paired_bootstrap(reference, seeds, n_items, o);
+  if (reference) {
+    c.delta = paired_bootstrap(reference, seeds, n_items, o);
+    for (double v : per) c.seed_deltas.push_back(v - c.delta->reference);
+  }
   return c;
 }
 
