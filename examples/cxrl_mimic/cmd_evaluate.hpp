@@ -41,6 +41,7 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace cxrl_mimic {
@@ -112,7 +113,8 @@ inline std::string cache_file_name(const ModelEntry& m, int64_t slice = 0, int64
   return s + ".safetensors";
 }
 
-/// What the cached scores depend on: the model (anchor folder, adapters file) and the evaluation settings.
+/// What the cached scores depend on: the model (anchor folder, adapters file) and the evaluation settings. The
+/// adapters count by content, not by date: rerunning `main` resumes finished runs, which rewrite the same adapters.
 inline std::string cache_key(const EvaluateOptions& o, const ModelEntry& m) {
   nlohmann::json k{{"n_eval", o.n_eval}, {"n_diversity", o.n_diversity}, {"generations", o.generations}, {"batch_size", o.batch_size},
                    {"eval_seed", o.eval_seed}, {"mimic_root", o.world.mimic_root}, {"world_seed", o.world.world_seed},
@@ -124,8 +126,9 @@ inline std::string cache_key(const EvaluateOptions& o, const ModelEntry& m) {
     k["anchor"] = {std::filesystem::absolute(o.assets.roentgen).string(), o.sampling.steps, o.sampling.guidance, o.sampling.eta};
   } else {
     const auto ad = std::filesystem::path(m.run) / "adapters.safetensors";
-    k["run"] = {std::filesystem::absolute(m.run).string(), std::filesystem::file_size(ad),
-                std::filesystem::last_write_time(ad).time_since_epoch().count()};
+    const auto bytes = cxrl::io::read_file_bytes(ad);
+    k["run"] = {std::filesystem::absolute(m.run).string(), bytes.size(),
+                std::hash<std::string_view>{}(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()))};
   }
   return k.dump();
 }

@@ -13,6 +13,7 @@
 #include <cxrl/io/event_log.hpp>
 #include <cxrl/io/safetensors.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -215,8 +216,17 @@ TEST_CASE("finetune writes a complete run folder and evaluate a complete set of 
   const auto sheet = cxrl::io::read_image(fs::path(e.out) / "samples.png", 3);
   CHECK(sheet.size(1) > 3 * 3 * image_side());
   CHECK(sheet.size(2) > 3 * 3 * image_side());
-  // A second evaluation reuses the cached scores and gives the same numbers.
+  // A second evaluation reuses the cached scores and gives the same numbers, also after the run's adapters were
+  // rewritten unchanged (what resuming a finished run does): the cache file is not written again.
+  std::vector<fs::path> run_caches;
+  for (const auto& entry : fs::directory_iterator(fs::path(e.out) / "scores"))
+    if (entry.path().filename().string().rfind("cxrl", 0) == 0) run_caches.push_back(entry.path());
+  REQUIRE(run_caches.size() == 1);
+  const auto cached_at = fs::last_write_time(run_caches[0]);
+  const auto adapters = fs::path(e.runs.at(0)) / "adapters.safetensors";
+  fs::last_write_time(adapters, fs::last_write_time(adapters) + std::chrono::seconds(5));
   CHECK(cxrl_mimic::run_evaluate(e)["tables"] == t["tables"]);
+  CHECK(fs::last_write_time(run_caches[0]) == cached_at);
 
   // Sliced scoring (the main job's child processes): slices cut at whole batches draw the same noise, so the merged
   // scores equal one pass over all reports. 12 reports in batches of 4 make slices of 4 and 8 reports; the 3 × 2
