@@ -6,6 +6,7 @@
 // no-grad path (each head on its strided columns) against the autograd path's forward (head-major copies) on the
 // same inputs, which is what sampling ran before the no-grad path existed.
 // Usage: bench_unet [path/to/unet_gray/config.json] [seconds per measurement]
+#include <cxrl/io/blas_kernel.hpp>
 #include <cxrl/nn/attention.hpp>
 #include <cxrl/nn/unet_2d_condition.hpp>
 
@@ -107,6 +108,7 @@ Result run(const std::string& name, const UNet2DConditionConfig& cfg, int64_t ba
 }  // namespace
 
 int main(int argc, char** argv) {
+  cxrl::io::use_best_blas_kernel(argv);
   const fs::path gray_cfg = argc > 1 ? fs::path(argv[1])
                                      : fs::path(__FILE__).parent_path() / ".." / "tests" / "data" / "unet_gray" / "config.json";
   const double seconds = argc > 2 ? std::stod(argv[2]) : 3.0;
@@ -115,7 +117,7 @@ int main(int argc, char** argv) {
   std::printf("device %s, threads %d\n", dev.str().c_str(), torch::get_num_threads());
 
   const double gemm = gemm_gflops(dev, seconds);
-  std::printf("GEMM baseline: %.1f GFLOP/s\n", gemm);
+  std::printf("GEMM baseline: %.1f GFLOP/s, %s\n", gemm, cxrl::io::blas_kernel_description().c_str());
 
   auto gray = UNet2DConditionConfig::load(gray_cfg);
   // SD v1.5 layout with 0.3x channels: (96, 192, 384, 384), 8 heads, CLIP-L context width.

@@ -15,6 +15,7 @@
 #define CXRL_MIMIC_HAS_LABEL 1
 #endif
 
+#include <cxrl/io/blas_kernel.hpp>
 #include <cxrl/io/malloc_tuning.hpp>
 
 #include <CLI/CLI.hpp>
@@ -23,6 +24,7 @@
 #include <iostream>
 
 int main(int argc, char** argv) {
+  cxrl::io::use_best_blas_kernel(argv);
   cxrl::io::retain_freed_memory();
   CLI::App app{"cxrl_mimic — CXRL (report → chest X-ray): phantom world, MIMIC-CXR-JPG data, labels, training"};
   app.require_subcommand(1);

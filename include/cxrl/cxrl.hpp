@@ -5,6 +5,7 @@
 
 #include <cxrl/version.hpp>
 
+#include <cxrl/io/blas_kernel.hpp>
 #include <cxrl/io/checkpoints.hpp>
 #include <cxrl/io/event_log.hpp>
 #include <cxrl/io/figure.hpp>
