@@ -75,10 +75,10 @@ inline int openblas_core_tier(std::string_view name) {
 inline std::optional<std::string> better_openblas_core(std::string_view detected, const CpuFeatures& cpu) {
   const int have = openblas_core_tier(detected);
   if (have == 0) return std::nullopt;
-  struct Choice { bool ok; int tier; const char* name; };
-  for (const Choice& c : {Choice{cpu.avx512_bf16, 5, "Cooperlake"}, Choice{cpu.avx512, 4, "SkylakeX"},
-                          Choice{cpu.avx2_fma, 3, "Haswell"}, Choice{cpu.avx, 2, "Sandybridge"}})
-    if (c.ok) return c.tier > have ? std::optional<std::string>(c.name) : std::nullopt;
+  struct Choice { bool ok; const char* name; };
+  for (const Choice& c : {Choice{cpu.avx512_bf16, "Cooperlake"}, Choice{cpu.avx512, "SkylakeX"},
+                          Choice{cpu.avx2_fma, "Haswell"}, Choice{cpu.avx, "Sandybridge"}})
+    if (c.ok) return openblas_core_tier(c.name) > have ? std::optional<std::string>(c.name) : std::nullopt;
   return std::nullopt;
 }
 
