@@ -15,7 +15,7 @@
 #define CXRL_MIMIC_HAS_LABEL 1
 #endif
 
-#include <cxrl/io/blas_kernel.hpp>
+#include <cxrl/io/cpu_kernels.hpp>
 #include <cxrl/io/malloc_tuning.hpp>
 
 #include <CLI/CLI.hpp>
@@ -24,7 +24,7 @@
 #include <iostream>
 
 int main(int argc, char** argv) {
-  cxrl::io::use_best_blas_kernel(argv);
+  cxrl::io::use_best_cpu_kernels(argv);
   cxrl::io::retain_freed_memory();
   CLI::App app{"cxrl_mimic — CXRL (report → chest X-ray): phantom world, MIMIC-CXR-JPG data, labels, training"};
   app.require_subcommand(1);

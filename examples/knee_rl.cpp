@@ -5,7 +5,7 @@
 #include "knee_rl/cmd_finetune.hpp"
 #include "knee_rl/cmd_pretrain.hpp"
 
-#include <cxrl/io/blas_kernel.hpp>
+#include <cxrl/io/cpu_kernels.hpp>
 #include <cxrl/io/malloc_tuning.hpp>
 
 #include <CLI/CLI.hpp>
@@ -14,7 +14,7 @@
 #include <iostream>
 
 int main(int argc, char** argv) {
-  cxrl::io::use_best_blas_kernel(argv);
+  cxrl::io::use_best_cpu_kernels(argv);
   cxrl::io::retain_freed_memory();
   CLI::App app{"knee_rl — DDPO for caption → knee radiograph: procedural world, anchor pretraining, fine-tuning, held-out evaluation"};
   app.require_subcommand(1);

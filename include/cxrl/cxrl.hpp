@@ -5,7 +5,7 @@
 
 #include <cxrl/version.hpp>
 
-#include <cxrl/io/blas_kernel.hpp>
+#include <cxrl/io/cpu_kernels.hpp>
 #include <cxrl/io/checkpoints.hpp>
 #include <cxrl/io/event_log.hpp>
 #include <cxrl/io/figure.hpp>
@@ -52,6 +52,7 @@
 #include <cxrl/nn/lora_linear.hpp>
 #include <cxrl/nn/meta.hpp>
 #include <cxrl/nn/model_concepts.hpp>
+#include <cxrl/nn/precision.hpp>
 #include <cxrl/nn/resnet.hpp>
 #include <cxrl/nn/resnet_block.hpp>
 #include <cxrl/nn/torchscript.hpp>
@@ -93,6 +94,7 @@
 #include <cxrl/app/finetune.hpp>
 #include <cxrl/app/heldout.hpp>
 #include <cxrl/app/policy_settings.hpp>
+#include <cxrl/app/precision_choice.hpp>
 #include <cxrl/app/run_folder.hpp>
 
 #include <cxrl/cxr/align_reward.hpp>

@@ -1,5 +1,6 @@
 // cxrl_golden DIR...: checks each fixture directory against the reference outputs it holds.
 #include "golden.hpp"
+#include <cxrl/io/cpu_kernels.hpp>
 
 #include <cstdio>
 #include <fstream>
@@ -141,12 +142,14 @@ void Context::finish() {
 
 int main(int argc, char** argv) {
   using namespace cxrl::golden;
+  cxrl::io::use_best_cpu_kernels(argv);  // the goldens hold under the kernels the programs run with
   if (argc < 2) {
     std::cerr << "usage: cxrl_golden FIXTURE_DIR...\nknown kinds:";
     for (const auto& [k, _] : registry()) std::cerr << ' ' << k;
     std::cerr << '\n';
     return 2;
   }
+  std::printf("%s\n", cxrl::io::cpu_kernels_description().c_str());
   torch::manual_seed(0);
   int bad = 0;
   for (int i = 1; i < argc; ++i) {

@@ -1,4 +1,4 @@
-#include <cxrl/io/blas_kernel.hpp>
+#include <cxrl/io/cpu_kernels.hpp>
 #include <cxrl/io/interrupt.hpp>
 #include <cxrl/io/progress.hpp>
 
@@ -58,11 +58,30 @@ TEST_CASE("a generic OpenBLAS core is replaced by the best kernel family the CPU
   CHECK_FALSE(better_openblas_core("NeoverseN1", sapphire));
   CHECK(cxrl::io::openblas_core_tier("SapphireRapids") == 5);
   CHECK(cxrl::io::openblas_core_tier("Haswell") == 3);
+  // Zen 5 under 0.3.21 is detected as Haswell; its AVX-512 BF16 allows the Cooperlake kernels (2x fp32 GEMM there).
+  CHECK(better_openblas_core("Haswell", sapphire) == std::optional<std::string>("Cooperlake"));
 }
 
-TEST_CASE("the BLAS kernel line names the core this process runs") {
+TEST_CASE("ATen's AVX2 kernels are replaced by its AVX-512 ones only where the CPU has AVX-512 F, DQ, BW and VL") {
+  using cxrl::io::better_aten_capability;
+  using cxrl::io::CpuFeatures;
+  const CpuFeatures avx512{true, true, true, false}, avx2{true, true, false, false};
+  CHECK(better_aten_capability("AVX2", avx512) == std::optional<std::string>("avx512"));
+  CHECK(better_aten_capability("DEFAULT", avx512) == std::optional<std::string>("avx512"));
+  CHECK_FALSE(better_aten_capability("AVX512", avx512));
+  CHECK_FALSE(better_aten_capability("AVX2", avx2));
+  CHECK_FALSE(better_aten_capability("VSX", avx512));  // another architecture's name is left alone
+}
+
+TEST_CASE("the CPU kernel line names the BLAS core and the ATen kernel level this process runs") {
   const auto core = cxrl::io::openblas_core();
-  const std::string line = cxrl::io::blas_kernel_description();
+  const std::string line = cxrl::io::cpu_kernels_description();
   if (core) CHECK_THAT(line, Catch::StartsWith("BLAS: OpenBLAS core " + *core));
   else CHECK_THAT(line, Catch::StartsWith("BLAS: not OpenBLAS"));
+  const auto cap = cxrl::io::aten_cpu_capability();
+  REQUIRE(cap);  // LibTorch 1.13's configuration string carries it
+  CHECK_THAT(line, Catch::Contains("; ATen kernels: " + *cap));
+  // The test runner re-executes itself under the chosen kernels (tests/main.cpp), so on a CPU with AVX-512 this
+  // process runs ATen's AVX-512 kernels unless the environment chose otherwise.
+  if (cxrl::io::cpu_features().avx512 && !std::getenv("ATEN_CPU_CAPABILITY")) CHECK(*cap == "AVX512");
 }
