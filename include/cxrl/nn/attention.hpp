@@ -39,7 +39,8 @@ inline void blocked_attention_into(const torch::Tensor& out, const torch::Tensor
       const int64_t n = std::min(rows, N - i);
       auto p = torch::softmax(torch::bmm(q.narrow(0, b, gb).narrow(1, i, n), kt).mul_(scale), -1);
       auto dst = out.narrow(0, b, gb).narrow(1, i, n);
-      torch::bmm_out(dst, p, vb);
+      // Under bf16 autocast softmax returns fp32 while v is bf16, and an out= product is not autocast.
+      torch::bmm_out(dst, p.scalar_type() == vb.scalar_type() ? p : p.to(vb.scalar_type()), vb);
     }
   }
 }

@@ -24,6 +24,12 @@ inline torch::Tensor uniform_param(c10::IntArrayRef shape, int64_t fan_in) {
   const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
   return torch::empty(shape, param_options()).uniform_(-bound, bound);
 }
+// A bf16 activation (from a convolution or matrix product under autocast) is normalised in the fp32 of the
+// norm's parameters: its mean and variance over thousands of elements would lose digits in bf16, and CUDA
+// autocast keeps group_norm and layer_norm in fp32 for the same reason (precision.hpp).
+inline torch::Tensor as_param_dtype(const torch::Tensor& x, const torch::Tensor& param) {
+  return x.scalar_type() == param.scalar_type() ? x : x.to(param.scalar_type());
+}
 }  // namespace detail
 
 /// @brief `torch.nn.Linear` (keys "weight" [out,in], "bias" [out]).
@@ -99,7 +105,7 @@ class GroupNormImpl : public torch::nn::Module {
   }
   /// @brief Normalises over (C/groups, H, W) per group (Wu & He, 2018).
   /// @param x input [B, C, ...]
-  torch::Tensor forward(const torch::Tensor& x) { return torch::group_norm(x, groups_, weight, bias, eps_); }
+  torch::Tensor forward(const torch::Tensor& x) { return torch::group_norm(detail::as_param_dtype(x, weight), groups_, weight, bias, eps_); }
   torch::Tensor weight;  ///< [C]
   torch::Tensor bias;    ///< [C]
 
@@ -125,7 +131,9 @@ class LayerNormImpl : public torch::nn::Module {
   }
   /// @brief Normalises the last dimension (Ba et al., 2016).
   /// @param x input [..., dim]
-  torch::Tensor forward(const torch::Tensor& x) { return torch::layer_norm(x, {dim_}, weight, bias, eps_); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return torch::layer_norm(weight.defined() ? detail::as_param_dtype(x, weight) : x, {dim_}, weight, bias, eps_);
+  }
   torch::Tensor weight;  ///< [dim] or undefined
   torch::Tensor bias;    ///< [dim] or undefined
 

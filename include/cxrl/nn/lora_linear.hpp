@@ -52,7 +52,15 @@ class LoraLinearImpl : public torch::nn::Module {
       // A scale of 1 (alpha = r, CXRL's setting) multiplies exactly, so it is skipped; without autograd the sum is
       // formed in place (linear's 3-D output is a view, which autograd would have to rebase). Each saves a pass
       // over the output, which on CPU is a few % of a sampling step.
-      auto d = lora_B(lora_A(x));
+      //
+      // The down-projection has only r output columns, and for such narrow GEMMs OpenBLAS (Cooperlake and
+      // Haswell kernels, measured on a Zen 5 EPYC) gives each row a few ulps that depend on how many rows the
+      // call holds. One product per sample (bmm over the leading dimension) makes every row's result independent
+      // of the batch it is in, so the training pass (minibatches of 2 × train_batch_size) reproduces the
+      // log-probabilities the sampler recorded (2 × batch_size) bit for bit.
+      auto down = x.dim() == 3 ? torch::bmm(x, lora_A->weight.t().unsqueeze(0).expand({x.size(0), in_features_, rank_}))
+                               : lora_A(x);
+      auto d = lora_B(down);
       if (scale_ != 1.0) d = d * scale_;
       y = torch::GradMode::is_enabled() ? y + d : y.add_(d);
     }
