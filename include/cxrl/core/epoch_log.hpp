@@ -17,7 +17,7 @@ namespace cxrl::core {
 
 /**
  * @brief The record of one epoch. Keys: `epoch` (1-based), `samples`, `reward/total`, `reward/total_std`,
- *        `reward/anchor_total`, `advantage/{mean,std}`, `train/{loss,approx_kl,clipfrac,grad_norm,lr,optimizer_steps,
+ *        `reward/anchor_total`, `advantage/{mean,std}`, `train/{loss,approx_kl,clipfrac,first_log_ratio_max,grad_norm,lr,optimizer_steps,
  *        skipped_updates}`, `train/anchor_kl` (when TrainerConfig::kl_weight > 0), `time/…`, and per reward term
  *        `reward/<name>/{raw,weighted,policy_score,policy_score_se,anchor_score,anchor_score_se,anchor_corr}` (anchor keys
  *        only when the anchor was sampled).
@@ -34,6 +34,7 @@ inline nlohmann::json epoch_record(const EpochStats& s, double lr) {
                    {"train/loss", s.loss},
                    {"train/approx_kl", s.approx_kl},
                    {"train/clipfrac", s.clipfrac},
+                   {"train/first_log_ratio_max", s.first_log_ratio_max},
                    {"train/grad_norm", s.grad_norm},
                    {"train/lr", lr},
                    {"train/optimizer_steps", s.optimizer_steps},

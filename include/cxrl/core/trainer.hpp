@@ -118,6 +118,11 @@ struct EpochStats {
   double approx_kl = 0;              ///< mean ½(logp − old)²
   double anchor_kl = std::nan("");   ///< mean KL(p_θ ‖ p_anchor) per latent element and trained step (NaN when kl_weight = 0)
   double clipfrac = 0;               ///< mean fraction of clipped ratios
+  /// max |log p_θ − log p_old| over the rows trained before the epoch's first optimizer step, where the policy is
+  /// the one that sampled them and the ratio is 1 in exact arithmetic. Anything above 0 is the training pass
+  /// computing the sampler's log-probabilities differently (another kernel, batch or precision), and with
+  /// DDPO's clip range of 1e-4 a difference of that size already clips (Flow-GRPO and DanceGRPO's ratio bugs).
+  double first_log_ratio_max = 0;
   double grad_norm = 0;              ///< mean pre-clipping gradient norm over optimizer steps
   int64_t optimizer_steps = 0;       ///< optimizer steps taken this epoch
   double sampling_seconds = 0;       ///< sampling (policy + anchor) time
@@ -466,7 +471,7 @@ class Trainer {
     const int64_t tb = train_batch_size() * world_size();  // a global minibatch
     const int64_t window = t_train * cfg_.gradient_accumulation_steps;
     if constexpr (requires { policy_.train(true); }) policy_.train(true);
-    double loss_sum = 0, kl_sum = 0, clip_sum = 0, gnorm_sum = 0, rows = 0, anchor_kl_sum = 0;
+    double loss_sum = 0, kl_sum = 0, clip_sum = 0, gnorm_sum = 0, rows = 0, anchor_kl_sum = 0, first_log_ratio = 0;
     bool window_finite = true;
     optimizer_.zero_grad();
     for (int64_t inner = 0; inner < cfg_.num_inner_epochs; ++inner) {
@@ -501,6 +506,9 @@ class Trainer {
             }
             if (!logp.defined()) logp = sampler_.log_prob(policy_, sub, steps);
             auto old = sub.log_probs.gather(1, steps.to(sub.log_probs.device()).unsqueeze(1)).squeeze(1);
+            if (inner == 0 && st.optimizer_steps == 0 && mb < cfg_.gradient_accumulation_steps)
+              first_log_ratio = std::max(first_log_ratio,
+                                         (logp.detach() - old.to(logp.dtype())).abs().max().template item<double>());
             auto pl = policy_gradient_loss(cfg_.estimator, logp, old.to(logp.dtype()), sub_adv.to(logp.device()), cfg_.clip_range,
                                            cfg_.adv_clip_max);
             if (anchor_kl.defined()) pl.loss = pl.loss + cfg_.kl_weight * anchor_kl;
@@ -545,6 +553,9 @@ class Trainer {
     st.approx_kl = kl_sum / std::max(rows, 1.0);
     st.clipfrac = clip_sum / std::max(rows, 1.0);
     if (cfg_.kl_weight > 0) st.anchor_kl = anchor_kl_sum / std::max(rows, 1.0);
+    st.first_log_ratio_max = world_size() > 1
+                                 ? dist_->all_gather_cat(torch::tensor({first_log_ratio}, torch::kDouble)).max().template item<double>()
+                                 : first_log_ratio;
     st.grad_norm = gnorm_sum / static_cast<double>(std::max<int64_t>(st.optimizer_steps, 1));
   }
 
