@@ -33,7 +33,10 @@ inline nlohmann::json run_check_learning(const CheckLearningOptions& o) {
   if (o.n_eval < 2) throw std::invalid_argument("check-learning: --n_eval must be >= 2");
   if (r.threads > 0) torch::set_num_threads(static_cast<int>(r.threads));
   auto sd = cxrl::diffusion::StableDiffusion::from_pretrained(r.assets.roentgen);
-  auto policy = make_policy(sd, r.policy);
+  // The held-out gain compares the anchor's samples with the policy's, so both are drawn in fp32.
+  if (r.policy.precision == "bf16")
+    throw std::invalid_argument("check-learning: --precision bf16: the anchor and the policy it is compared with are both sampled in fp32");
+  auto policy = make_policy(sd, r.policy);  // "auto" starts, and here stays, in fp32
   const auto heldout = impressions(r.world, cxrl::data::Split::validate, static_cast<std::size_t>(o.n_eval));
   const auto c = cxrl::app::check_learning(policy, make_sampler(sd, r.policy),
                                            cxrl::app::uniform_prompts(impressions(r.world, cxrl::data::Split::train, static_cast<std::size_t>(r.n_prompts))),

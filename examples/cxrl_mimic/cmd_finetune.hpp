@@ -13,6 +13,7 @@
 #include "world.hpp"
 
 #include <cxrl/app/finetune.hpp>
+#include <cxrl/app/precision_choice.hpp>
 #include <cxrl/core/baselines.hpp>
 #include <cxrl/core/distributed.hpp>
 #include <cxrl/core/launch.hpp>
@@ -96,6 +97,9 @@ inline void check_finetune_options(const FinetuneOptions& o) {
   need(o.nproc >= 1 && o.nproc <= 256, "--nproc must be in [1, 256]");
   need(o.dist_timeout >= 1, "--dist_timeout must be >= 1 (seconds)");
   need(o.w_align >= 0 && o.w_diag >= 0 && o.w_consist >= 0, "reward weights must be >= 0");
+  need(!(o.kl_weight > 0 && o.policy.precision == "bf16"),
+       "--precision bf16 with --kl_weight > 0: the KL penalty reads the anchor's predictions, which stay fp32 "
+       "(--precision auto then keeps fp32)");
 }
 
 /// How the library writes the run (folder, checkpoints, grids, progress).
@@ -138,6 +142,9 @@ template <class RS>
 nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json& resolved, RS rewards, cxrl::core::Distributed& dist) {
   auto sd = cxrl::diffusion::StableDiffusion::from_pretrained(o.assets.roentgen);
   auto policy = make_policy(sd, o.policy);
+  nlohmann::json cfg = resolved;  // + the precision in use and how it was chosen
+  cxrl::app::choose_run_precision(policy, o.kl_weight > 0 ? "fp32" : o.policy.precision, 2 * o.batch_size, o.out,
+                                  o.resume, dist, cfg, o.quiet);
   auto sampler = make_sampler(sd, o.policy);
   auto prompt_fn = cxrl::app::uniform_prompts(impressions(o.world, cxrl::data::Split::train, static_cast<std::size_t>(o.n_prompts)));
   const auto tc = trainer_config(o);
@@ -146,7 +153,7 @@ nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json&
 
   auto ro = run_options(o);
   if (o.grid_prompts > 0) ro.grid_prompts = impressions(o.world, cxrl::data::Split::test, static_cast<std::size_t>(o.grid_prompts));
-  return cxrl::app::finetune(trainer, ro, resolved, dist);
+  return cxrl::app::finetune(trainer, ro, cfg, dist);
 }
 
 }  // namespace detail
@@ -160,7 +167,7 @@ inline nlohmann::json finetune_config(const FinetuneOptions& o) {
           {"xrv_densenet", a.xrv_densenet}, {"cxr_clip", a.cxr_clip}, {"vocab", a.vocab},
           {"mimic_root", o.world.mimic_root}, {"reports_root", o.world.reports_root}, {"world_seed", o.world.world_seed},
           {"lora_rank", p.lora_rank}, {"ace_tokens", p.ace_tokens}, {"no_ace", p.no_ace}, {"ace_init", p.ace_init}, {"seed", p.seed},
-          {"steps", p.steps}, {"eta", p.eta}, {"guidance", p.guidance},
+          {"steps", p.steps}, {"eta", p.eta}, {"guidance", p.guidance}, {"precision", p.precision},
           {"rewards", o.rewards}, {"w_align", o.w_align}, {"w_diag", o.w_diag}, {"w_consist", o.w_consist},
           {"no_rlcf", o.no_rlcf}, {"epochs", o.epochs}, {"batch_size", o.batch_size}, {"num_batches", o.num_batches},
           {"train_batch_size", o.train_batch_size}, {"num_inner_epochs", o.num_inner_epochs},

@@ -11,6 +11,7 @@
 #include <cxrl/app/finetune.hpp>
 #include <cxrl/app/heldout.hpp>
 #include <cxrl/app/policy_settings.hpp>
+#include <cxrl/app/precision_choice.hpp>
 #include <cxrl/app/settings.hpp>
 #include <cxrl/core/baselines.hpp>
 #include <cxrl/core/reward_sum.hpp>
@@ -95,6 +96,9 @@ inline nlohmann::json run_finetune(FinetuneOptions o, const nlohmann::json& sett
     namespace core = cxrl::core;
     auto sd = cxrl::diffusion::StableDiffusion::from_pretrained(o.anchor);
     auto policy = cxrl::app::make_policy(sd, o.policy);
+    nlohmann::json cfg = resolved;  // + the precision in use and how it was chosen
+    cxrl::app::choose_run_precision(policy, o.policy.precision, 2 * o.trainer.batch_size, o.out, o.run.resume, dist, cfg,
+                                    o.run.quiet);
     core::RewardSum rewards(core::Absolute{SideReward{}, o.w_side},
                             core::Absolute{GradeReward(cxrl::nn::TorchScriptClassifier::load(o.classifier)), o.w_grade});
     // Captions repeat (5 grades × 2 sides × a few templates), so ddpo-pytorch's per-prompt statistics apply.
@@ -103,7 +107,7 @@ inline nlohmann::json run_finetune(FinetuneOptions o, const nlohmann::json& sett
                           tc, &dist);
     auto ro = o.run;
     ro.grid_prompts = captions(o.world_seed, cxrl::data::Split::test, static_cast<std::size_t>(o.grid_prompts));
-    return cxrl::app::finetune(trainer, ro, resolved, dist);
+    return cxrl::app::finetune(trainer, ro, cfg, dist);
   });
 }
 

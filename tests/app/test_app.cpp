@@ -4,13 +4,16 @@
 
 #include <cxrl/app/finetune.hpp>
 #include <cxrl/app/heldout.hpp>
+#include <cxrl/app/precision_choice.hpp>
 #include <cxrl/app/run_folder.hpp>
 #include <cxrl/core/reward_sum.hpp>
 #include <cxrl/io/json_file.hpp>
+#include <cxrl/policy/lora_ace_policy.hpp>
 
 #include "../../docs/examples/region_brightness_reward.cpp"
 #include "../../docs/examples/toy_policy.cpp"
 #include "../core/sd_sampler.hpp"
+#include "../policy/tiny_models.hpp"
 
 #include <filesystem>
 #include <set>
@@ -134,4 +137,43 @@ TEST_CASE("uniform_prompts draws from its pool reproducibly and refuses an empty
   const std::set<std::string> seen(a.begin(), a.end());
   CHECK(seen == std::set<std::string>(pool.begin(), pool.end()));  // 200 draws of 5 hit each one
   CHECK_THROWS_WITH(cxrl::app::uniform_prompts({}), Catch::Contains("empty"));
+}
+
+TEST_CASE("a run's precision: as requested, auto timed and recorded, a resumed auto run keeps what it computed in",
+          "[app][precision]") {
+  using cxrl::nn::Precision;
+  cxrl::policy::LoraAcePolicy p(cxrl_test::tiny_unet(1), cxrl_test::tiny_clip(2), cxrl_test::clip_tokenizer());
+  cxrl::core::Distributed one;
+  const auto dir = scratch("precision");
+  fs::create_directories(dir);
+  nlohmann::json cfg;
+  CHECK(cxrl::app::choose_run_precision(p, "bf16", 4, dir, false, one, cfg, true) == Precision::bf16);
+  CHECK(p.config().precision == Precision::bf16);
+  CHECK(cfg.at("precision_used") == "bf16");
+  CHECK_FALSE(cfg.contains("precision_timing"));
+  CHECK_THAT(cfg.at("cpu_kernels").get<std::string>(), Catch::Contains("ATen kernels: "));
+
+  nlohmann::json fresh;
+  const auto chosen = cxrl::app::choose_run_precision(p, "auto", 4, dir, false, one, fresh, true);
+  const auto& t = fresh.at("precision_timing");
+  CHECK(t.at("rows") == 4);
+  CHECK(t.at("fp32_s").get<double>() > 0);
+  CHECK(t.at("bf16_s").get<double>() > 0);
+  CHECK(fresh.at("precision_used") == std::string(cxrl::nn::to_string(chosen)));
+  CHECK((chosen == Precision::bf16) == (t.at("bf16_s").get<double>() < 0.9 * t.at("fp32_s").get<double>()));
+  CHECK(p.adapters_enabled());  // timing the anchor's pass leaves the policy's adapters on
+
+  // A resumed auto run takes its config.json's choice instead of timing again (the timing could come out the
+  // other way, and the run would no longer continue what it computed).
+  cxrl::io::write_json(dir / "config.json", {{"precision", "auto"}, {"precision_used", "bf16"},
+                                             {"precision_timing", {{"fp32_s", 2.0}, {"bf16_s", 1.0}, {"rows", 4}}}});
+  nlohmann::json resumed;
+  CHECK(cxrl::app::choose_run_precision(p, "auto", 4, dir, true, one, resumed, true) == Precision::bf16);
+  CHECK(resumed.at("precision_timing").at("fp32_s") == 2.0);
+  cxrl::io::write_json(dir / "config.json", {{"precision", "auto"}, {"precision_used", "fp16"}});
+  nlohmann::json bad;
+  CHECK_THROWS_WITH(cxrl::app::choose_run_precision(p, "auto", 4, dir, true, one, bad, true),
+                    Catch::Contains("config.json: key 'precision_used': expected auto, fp32 or bf16, got \"fp16\""));
+  CHECK_THROWS_WITH(cxrl::app::choose_run_precision(p, "half", 4, dir, false, one, bad, true),
+                    Catch::Contains("precision: expected auto, fp32 or bf16"));
 }

@@ -10,7 +10,7 @@ kills=${3:-10}
 rm -rf "$out"
 mkdir -p "$out"
 args=(finetune --steps 2 --batch_size 2 --num_batches 1 --train_batch_size 2 --n_prompts 16 --grid_prompts 0
-      --learning_rate 1e-2 --threads 1 --quiet)
+      --learning_rate 1e-2 --threads 1 --quiet --precision bf16)
 "$bin" "${args[@]}" --epochs 6 --out "$out/straight" > /dev/null
 "$bin" "${args[@]}" --out "$out/two_then_six" --epochs 2 > /dev/null
 "$bin" "${args[@]}" --out "$out/two_then_six" --epochs 6 --resume > /dev/null

@@ -7,7 +7,7 @@ out=$2
 rm -rf "$out"
 mkdir -p "$out"
 args=(finetune --nproc 2 --epochs 4 --steps 2 --batch_size 2 --num_batches 1 --train_batch_size 1 --n_prompts 16
-      --grid_prompts 0 --learning_rate 1e-2 --threads 1 --quiet --dist_timeout 60)
+      --grid_prompts 0 --learning_rate 1e-2 --threads 1 --quiet --dist_timeout 60 --precision fp32)
 "$bin" "${args[@]}" --out "$out/straight" > /dev/null
 run="$out/interrupted"
 "$bin" "${args[@]}" --out "$run" > "$out/interrupted.log" 2>&1 &

@@ -42,6 +42,12 @@ struct PolicySettings {
   int64_t steps = 20;                ///< DDIM steps (CXRL: 20)
   double eta = 1.0;                  ///< DDIM η; 1 is DDPM-like sampling, and η > 0 is needed for log-probs
   double guidance = 5.0;             ///< CFG scale (CXRL: 5)
+  /// arithmetic of the anchor's UNet and the VAE decode (the policy's passes are fp32): an nn::Precision name
+  /// (kept as text: it is a config-file value), "fp32", "bf16", or "auto", which fine-tuning commands settle by
+  /// timing with choose_run_precision() (make_policy() starts it in fp32). fp32 is the default because a timed
+  /// choice near the margin can differ between runs on a loaded machine (seen in one `reproduce`: 1 run of 6
+  /// took bf16), and runs compared in one table should share the anchor's arithmetic.
+  std::string precision = "fp32";
 
   /// @brief Reads the settings back from a run's config.json.
   /// @param j the run's config
@@ -55,13 +61,17 @@ struct PolicySettings {
     s.steps = j.at("steps").get<int64_t>();
     s.eta = j.at("eta").get<double>();
     s.guidance = j.at("guidance").get<double>();
+    // Not the run's training precision: evaluation and generation sample every model, the anchor included, in
+    // fp32, so a run trained in bf16 is compared with the anchor under the same arithmetic.
+    s.precision = "fp32";
     return s;
   }
 
   /// @brief The settings under their config.json keys.
   nlohmann::json to_json() const {
     return {{"lora_rank", lora_rank}, {"ace_tokens", ace_tokens}, {"no_ace", no_ace}, {"ace_init", ace_init},
-            {"seed", seed},           {"steps", steps},           {"eta", eta},       {"guidance", guidance}};
+            {"seed", seed},           {"steps", steps},           {"eta", eta},       {"guidance", guidance},
+            {"precision", precision}};
   }
 
   /// @brief Throws std::invalid_argument naming the first bad setting.
@@ -71,6 +81,7 @@ struct PolicySettings {
     if (steps < 1) throw std::invalid_argument("steps must be >= 1");
     if (!(eta > 0)) throw std::invalid_argument("eta must be > 0 (DDPO needs stochastic transitions)");
     parse_ace_init(ace_init);
+    nn::parse_precision(precision, "precision");
   }
 };
 
@@ -85,6 +96,8 @@ inline policy::LoraAcePolicy make_policy(const diffusion::StableDiffusion& sd, c
   c.ace.num_tokens = s.ace_tokens;
   c.ace.seed = s.seed + 1;
   c.use_ace = !s.no_ace;
+  // "auto" starts in fp32 until choose_run_precision() has timed both on this machine.
+  if (const auto p = nn::parse_precision(s.precision, "precision"); p != nn::Precision::automatic) c.precision = p;
   const auto init = parse_ace_init(s.ace_init);
   auto p = policy::LoraAcePolicy::from_components(sd, c);
   // Prompt tuning starts best from real embeddings (Lester et al. 2021). The encoder's outputs for "" past

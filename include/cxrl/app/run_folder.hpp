@@ -99,14 +99,14 @@ class RunFolderLock {
 ///        often it draws grids, never what it computes.
 inline const std::set<std::string>& resumable_settings() {
   static const std::set<std::string> keys{"epochs", "threads", "keep_checkpoints", "grid_every", "out", "nproc", "dist_timeout",
-                                          "quiet", "resume"};
+                                          "quiet", "resume", "precision_used", "precision_timing", "cpu_kernels"};
   return keys;
 }
 
 /// @brief Settings added after runs were first written, each with the value every earlier run used: a saved
 ///        config.json without the key counts as holding that value, so those runs can still be resumed.
 inline const nlohmann::json& settings_added_later() {
-  static const nlohmann::json defaults{{"kl_weight", 0.0}};
+  static const nlohmann::json defaults{{"kl_weight", 0.0}, {"precision", "fp32"}};
   return defaults;
 }
 

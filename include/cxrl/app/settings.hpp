@@ -134,6 +134,7 @@ inline void add_policy_settings(Settings& s, PolicySettings& p) {
   s.add("steps", p.steps, "DDIM steps");
   s.add("eta", p.eta, "DDIM eta (> 0)");
   s.add("guidance", p.guidance, "classifier-free guidance scale");
+  s.add("precision", p.precision, "arithmetic of the anchor's UNet and the VAE decode: auto (the faster of fp32 and bf16 here, timed at start), fp32 or bf16; the policy's passes are always fp32");
 }
 
 /// @brief Binds the DDPO trainer's flags under ddpo-pytorch's config names (`sample.*` / `train.*` without the
