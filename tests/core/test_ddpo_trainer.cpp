@@ -363,7 +363,7 @@ TEST_CASE("DDPO with learning rate 0 leaves the parameters bit-identical", "[cor
   CHECK(bit_identical(before, snapshot(policy)));
 }
 
-TEST_CASE("DDPO is deterministic for a seed; RNG state round-trips; callbacks stop training", "[core][trainer]") {
+TEST_CASE("DDPO is deterministic for a seed, RNG state round-trips, callbacks stop training", "[core][trainer]") {
   auto run = [](uint64_t seed, int64_t epochs) {
     ToyPolicy policy(1);
     auto cfg = learning_config();

@@ -135,20 +135,21 @@ double max_diff(const fs::path& a, const fs::path& b) {
 
 }  // namespace
 
-TEST_CASE("2 ranks x B/2 end where 1 process x B ends; local baselines or unshared gradients do not", "[core][distributed]") {
+TEST_CASE("2 ranks x B/2 end where 1 process x B ends, local baselines or unshared gradients do not", "[core][distributed]") {
   const auto dir = fs::temp_directory_path() / ("cxrl_dist_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   // Per-prompt statistics over the global batch: a baseline that sees only its local half would differ.
   auto baseline = [] { return PerPromptStats(PerPromptStatsConfig{16, 4}); };
   // One optimizer step over the whole epoch (8 minibatches accumulated): the two runs differ only in the order in
-  // which float32 gradients are summed (per rank, then over ranks), i.e. by rounding, ~1e-7 of a step.
+  // which float32 gradients are summed (per rank, then over ranks), i.e. by rounding: 1.4e-6 under OpenBLAS's
+  // Cooperlake kernel (Zen 5 EPYC), below 1e-6 under its Haswell one; the controls below differ by far more.
   run<PerPromptStats>(nullptr, 16, 2, 1, dir / "one_step.safetensors", baseline(), 8);
   auto st = in_ranks(2, [&](int r, int port) {
     Distributed d(opts(r, port));
     run<PerPromptStats>(&d, 16, 1, 1, dir / "two_step.safetensors", baseline(), 8);
   });
   REQUIRE(st == std::vector<int>{0, 0});
-  CHECK(max_diff(dir / "one_step.safetensors", dir / "two_step.safetensors") < 1e-6);
+  CHECK(max_diff(dir / "one_step.safetensors", dir / "two_step.safetensors") < 1e-5);
   // Three epochs of 8 AdamW steps each: Adam divides by sqrt(v), so a parameter whose gradient is near 0 can turn a
   // rounding difference into a visible one (its step is ±lr whatever the gradient's size); 1e-4 is 0.5 % of one step.
   run<PerPromptStats>(nullptr, 16, 2, 3, dir / "one.safetensors", baseline());

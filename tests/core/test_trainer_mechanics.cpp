@@ -165,7 +165,7 @@ TEST_CASE("Callbacks see the phases in order, as enums, and can stop the run", "
   CHECK(trainer.stopped());
 }
 
-TEST_CASE("Non-finite rewards never reach the weights; the run stops after max_skipped_updates", "[core][trainer][nan]") {
+TEST_CASE("Non-finite rewards never reach the weights, the run stops after max_skipped_updates", "[core][trainer][nan]") {
   ToyPolicy policy(1);
   auto cfg = small_config();
   cfg.max_skipped_updates = 2;
@@ -240,7 +240,7 @@ TEST_CASE("PerPromptStats state round-trips, and a resumed run with it matches a
   CHECK_FALSE(identical(snapshot(straight), snapshot(lost)));
 }
 
-TEST_CASE("reward_curves: a panel per term with the anchor only where it was sampled; KL and clipping on their own axes", "[core][curves]") {
+TEST_CASE("reward_curves: a panel per term with the anchor only where it was sampled, KL and clipping on their own axes", "[core][curves]") {
   std::vector<nlohmann::json> h;
   for (int e = 1; e <= 3; ++e)
     h.push_back({{"epoch", e}, {"reward/total", 0.1 * e}, {"train/approx_kl", 1e-4 * e}, {"train/clipfrac", 0.6},

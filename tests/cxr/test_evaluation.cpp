@@ -52,7 +52,7 @@ TEST_CASE("generation diversity: identical generations score 1, different ones l
   CHECK_THROWS_AS(generation_diversity(mixed.narrow(0, 0, 7), 4), std::invalid_argument);
 }
 
-TEST_CASE("AUROC and FID statistics over resampled reports; score maps round-trip", "[cxr][evaluation]") {
+TEST_CASE("AUROC and FID statistics over resampled reports, score maps round-trip", "[cxr][evaluation]") {
   ReportScores s;
   const int64_t n = 40;
   auto y = torch::zeros({n, kNumObservations});

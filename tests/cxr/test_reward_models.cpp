@@ -90,7 +90,7 @@ TEST_CASE("r_diag with a traced classifier loaded from a .pt file and its sideca
   CHECK_THROWS_WITH(load_finding_classifier(pt), Catch::Contains("clf.json") && Catch::Contains("in_channels"));
 }
 
-TEST_CASE("r_align with a traced posture regressor; r_consist with a traced dual encoder", "[cxr][reward_models][torchscript]") {
+TEST_CASE("r_align with a traced posture regressor, r_consist with a traced dual encoder", "[cxr][reward_models][torchscript]") {
   cxrl::io::SafeTensorsFile ex(kTs / "expected.safetensors");
   const auto images = ex.get("images");
   const auto pt = scratch("posture.pt");

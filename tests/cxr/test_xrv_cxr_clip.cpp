@@ -197,7 +197,7 @@ TEST_CASE("CXR-CLIP: checkpoint key prefixes, eos pooling and image features mat
   std::filesystem::remove_all(file.parent_path());
 }
 
-TEST_CASE("CXR-CLIP preprocessing: cxr-clip's default normalisation, 3 channels, 224; bad images rejected", "[cxr_clip]") {
+TEST_CASE("CXR-CLIP preprocessing: cxr-clip's default normalisation, 3 channels, 224, bad images rejected", "[cxr_clip]") {
   auto g = torch::full({1, 1, 300, 250}, 0.8);
   // The released checkpoints were trained with cxr-clip's default normalize="huggingface": (x − 0.5) / 0.5.
   CHECK(cxrl::cxr::CxrClipConfig{}.normalize == cxrl::cxr::ClipNormalize::huggingface);

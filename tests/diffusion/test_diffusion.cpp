@@ -199,7 +199,7 @@ TEST_CASE("step: clip_sample clamps predicted x0 to the configured range", "[dif
   CHECK(o.pred_original_sample.abs().max().item<float>() == 0.5f);
 }
 
-TEST_CASE("step: eta > 0 adds std_dev_t * noise; noise is drawn from the generator when not given",
+TEST_CASE("step: eta > 0 adds std_dev_t * noise, noise is drawn from the generator when not given",
           "[diffusion][step]") {
   DDIMScheduler s(sd_config());
   s.set_timesteps(20);
@@ -352,7 +352,7 @@ TEST_CASE("diffusion_loss: MSE against the epsilon / v / x0 target", "[diffusion
   CHECK_THROWS_AS(diffusion_loss(s, x0.slice(0, 0, 2), x0, noise, t), std::invalid_argument);
 }
 
-TEST_CASE("trained_betas override the schedule; float64 samples stay float64", "[diffusion][schedule]") {
+TEST_CASE("trained_betas override the schedule, float64 samples stay float64", "[diffusion][schedule]") {
   DDIMSchedulerConfig c;
   c.num_train_timesteps = 4;
   c.trained_betas = std::vector<double>{0.1, 0.2, 0.3, 0.4};

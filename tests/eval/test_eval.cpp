@@ -117,7 +117,7 @@ TEST_CASE("correlation_of: Pearson's r over the drawn items, NaNs skipped", "[ev
   CHECK(d.delta == Approx(1 / std::sqrt(5.0) - 1 / std::sqrt(1.25)).margin(0.05));
 }
 
-TEST_CASE("tables: markdown marks significant differences by direction; JSON holds mean, delta and ci", "[eval][table]") {
+TEST_CASE("tables: markdown marks significant differences by direction, JSON holds mean, delta and ci", "[eval][table]") {
   ev::Table t{"1", "demo", {{"up", "up ↑", true, 2, ev::MetricSource::judge}, {"down", "down ↓", false, 2, ev::MetricSource::reward}}, {}, "note"};
   ev::Row anchor{"Anchor", 1, {{"up", {1.0, std::nan(""), std::nullopt, {}}}, {"down", {5.0, std::nan(""), std::nullopt, {}}}}};
   ev::PairedDelta up{1.0, 1.5, 0.5, 0.2, 0.8, 1000};

@@ -65,7 +65,7 @@ TEST_CASE("DenseNet-121 (xrv: 1 channel, 18 classes) has the reference keys, sha
   CHECK(num_params(*tv) == 7978856);
 }
 
-TEST_CASE("DenseNet features2 and logits match the densenet_small golden; bad inputs are rejected", "[densenet]") {
+TEST_CASE("DenseNet features2 and logits match the densenet_small golden, bad inputs are rejected", "[densenet]") {
   const auto dir = kData + "/densenet_small/";
   cxrl::nn::DenseNet m(cxrl::nn::DenseNetConfig::from_json(read_json(dir + "config.json")));
   cxrl::io::load_state_dict(*m, fixture_weights(dir + "weights.safetensors", *m));
@@ -130,7 +130,7 @@ TEST_CASE("ResNet-18/50, xrv resnet50 and the CXR-CLIP encoder have the referenc
   CHECK(clip->forward(torch::zeros({1, 3, 64, 64})).sizes() == torch::IntArrayRef({1, 2048}));
 }
 
-TEST_CASE("ResNet variants reproduce the resnet_small goldens; bad inputs and configs are rejected", "[resnet]") {
+TEST_CASE("ResNet variants reproduce the resnet_small goldens, bad inputs and configs are rejected", "[resnet]") {
   for (const std::string v : {"basic_3ch", "bottleneck_3ch", "basic_1ch", "bottleneck_1ch"}) {
     DYNAMIC_SECTION(v) {
       const auto dir = kData + "/resnet_small/" + v + "/";

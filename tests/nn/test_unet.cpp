@@ -196,7 +196,7 @@ TEST_CASE("UNet strict loading lists every missing, unexpected and mis-shaped ke
   CHECK_THROWS_AS(io::load_state_dict(*unet, broken, opt), io::CheckpointError);
 }
 
-TEST_CASE("UNet from_pretrained reproduces the golden output; odd sizes round-trip", "[unet][load]") {
+TEST_CASE("UNet from_pretrained reproduces the golden output, odd sizes round-trip", "[unet][load]") {
   torch::NoGradGuard ng;
   const auto dir = kData / "unet_gray";
   auto unet = nn::UNet2DConditionModelImpl::from_pretrained(dir);

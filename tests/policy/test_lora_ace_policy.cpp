@@ -156,7 +156,7 @@ TEST_CASE("LoRA through the policy: zero B is exact, training moves, disabling i
   CHECK(max_abs_diff(p.predict(in.x, in.t, in.c), trained) < 1e-5);
 }
 
-TEST_CASE("ACE receives gradients through cross-attention; frozen parameters receive none", "[policy][ace]") {
+TEST_CASE("ACE receives gradients through cross-attention, frozen parameters receive none", "[policy][ace]") {
   auto in = make_inputs();
   auto unet = tiny_unet(1);
   auto clip = tiny_clip(2);
@@ -199,7 +199,7 @@ TEST_CASE("ACE receives gradients through cross-attention; frozen parameters rec
   CHECK(q.ace()->tokens.grad().abs().sum().item<double>() > 0.0);
 }
 
-TEST_CASE("w/o ACE is one flag; the unconditional prompt also gets ACE", "[policy][ace]") {
+TEST_CASE("w/o ACE is one flag, the unconditional prompt also gets ACE", "[policy][ace]") {
   auto in = make_inputs();
   LoraAcePolicyConfig cfg;
   cfg.use_ace = false;
@@ -368,7 +368,7 @@ struct MeanBrightness {
 };
 }  // namespace
 
-TEST_CASE("one RLCF epoch of core::Trainer moves only LoRA and ACE; the anchor stays the base model",
+TEST_CASE("one RLCF epoch of core::Trainer moves only LoRA and ACE, the anchor stays the base model",
           "[policy][trainer]") {
   const auto sc = sd_scheduler_config();
   cxrl::core::DdimSamplerConfig scfg;
@@ -516,9 +516,11 @@ TEST_CASE("precision names parse once, autocast scopes nest and restore, auto ta
   auto waits = [](int fp32_ms, int bf16_ms) {
     return [=](Precision p) { std::this_thread::sleep_for(std::chrono::milliseconds(p == Precision::bf16 ? bf16_ms : fp32_ms)); };
   };
-  CHECK(cxrl::nn::fastest_precision(waits(40, 5), cpu, 2).chosen == Precision::bf16);
+  // (The 10 % margin itself is checked on recorded timings in tests/app: a tie of sleeps would hang on the
+  // scheduler's jitter.)
+  const auto fast_bf16 = cxrl::nn::fastest_precision(waits(40, 5), cpu, 2);
+  CHECK(fast_bf16.chosen == Precision::bf16);
+  CHECK(fast_bf16.fp32_s >= 0.04);
+  CHECK(fast_bf16.bf16_s >= 0.005);
   CHECK(cxrl::nn::fastest_precision(waits(5, 40), cpu, 2).chosen == Precision::fp32);
-  const auto tie = cxrl::nn::fastest_precision(waits(20, 20), cpu, 2);
-  CHECK(tie.chosen == Precision::fp32);  // within the 10 % margin: keep fp32
-  CHECK(tie.fp32_s >= 0.02);
 }
