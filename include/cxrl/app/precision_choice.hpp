@@ -100,7 +100,7 @@ nn::Precision choose_run_precision(P& policy, const std::string& requested, int6
   resolved["precision_used"] = std::string(nn::to_string(p));
   if (!quiet && dist.is_main())
     std::fprintf(stderr, "[cxrl] precision %s (%s); %s\n", std::string(nn::to_string(p)).c_str(), how.c_str(),
-                 io::cpu_kernels_description().c_str());
+                 resolved.at("cpu_kernels").get<std::string>().c_str());
   return p;
 }
 

@@ -37,6 +37,15 @@
 
 namespace cxrl::io {
 
+namespace detail {
+// Kernel names are compared case-insensitively ("Haswell" from OpenBLAS, "AVX2" from ATen, users' spellings).
+inline std::string ascii_lower(std::string_view name) {
+  std::string lower(name);
+  for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  return lower;
+}
+}  // namespace detail
+
 /// @brief The vector and matrix extensions that decide which OpenBLAS x86-64 kernel family can run.
 struct CpuFeatures {
   bool avx = false;
@@ -73,8 +82,7 @@ inline int openblas_core_tier(std::string_view name) {
       {"opteron_sse3", 1}, {"barcelona", 1}, {"nano", 1}, {"sandybridge", 2}, {"bulldozer", 2},
       {"piledriver", 2}, {"haswell", 3}, {"zen", 3}, {"steamroller", 3}, {"excavator", 3}, {"skylakex", 4},
       {"cooperlake", 5}, {"sapphirerapids", 5}}};
-  std::string lower(name);
-  for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  const std::string lower = detail::ascii_lower(name);
   for (const Tier& t : table)
     if (t.name == lower) return t.tier;
   return 0;
@@ -120,8 +128,7 @@ inline std::optional<std::string> aten_cpu_capability() {
 ///        aten/src/ATen/native/DispatchStub.cpp).
 inline std::optional<std::string> better_aten_capability(std::string_view detected, const CpuFeatures& cpu) {
   if (!cpu.avx512) return std::nullopt;
-  std::string lower(detected);
-  for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  const std::string lower = detail::ascii_lower(detected);
   return lower == "avx2" || lower == "default" ? std::optional<std::string>("avx512") : std::nullopt;
 }
 
