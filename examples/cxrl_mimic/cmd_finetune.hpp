@@ -97,9 +97,6 @@ inline void check_finetune_options(const FinetuneOptions& o) {
   need(o.nproc >= 1 && o.nproc <= 256, "--nproc must be in [1, 256]");
   need(o.dist_timeout >= 1, "--dist_timeout must be >= 1 (seconds)");
   need(o.w_align >= 0 && o.w_diag >= 0 && o.w_consist >= 0, "reward weights must be >= 0");
-  need(!(o.kl_weight > 0 && o.policy.precision == "bf16"),
-       "--precision bf16 with --kl_weight > 0: the KL penalty reads the anchor's predictions, which stay fp32 "
-       "(--precision auto then keeps fp32)");
 }
 
 /// How the library writes the run (folder, checkpoints, grids, progress).
@@ -143,8 +140,8 @@ nlohmann::json run_finetune_with(const FinetuneOptions& o, const nlohmann::json&
   auto sd = cxrl::diffusion::StableDiffusion::from_pretrained(o.assets.roentgen);
   auto policy = make_policy(sd, o.policy);
   nlohmann::json cfg = resolved;  // + the precision in use and how it was chosen
-  cxrl::app::choose_run_precision(policy, o.kl_weight > 0 ? "fp32" : o.policy.precision, 2 * o.batch_size, o.out,
-                                  o.resume, dist, cfg, o.quiet);
+  cxrl::app::choose_run_precision(policy, o.policy.precision, 2 * o.batch_size, o.out, o.resume, dist, cfg, o.quiet,
+                                  o.kl_weight);
   auto sampler = make_sampler(sd, o.policy);
   auto prompt_fn = cxrl::app::uniform_prompts(impressions(o.world, cxrl::data::Split::train, static_cast<std::size_t>(o.n_prompts)));
   const auto tc = trainer_config(o);

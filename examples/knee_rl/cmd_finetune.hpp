@@ -98,7 +98,7 @@ inline nlohmann::json run_finetune(FinetuneOptions o, const nlohmann::json& sett
     auto policy = cxrl::app::make_policy(sd, o.policy);
     nlohmann::json cfg = resolved;  // + the precision in use and how it was chosen
     cxrl::app::choose_run_precision(policy, o.policy.precision, 2 * o.trainer.batch_size, o.out, o.run.resume, dist, cfg,
-                                    o.run.quiet);
+                                    o.run.quiet, tc.kl_weight);
     core::RewardSum rewards(core::Absolute{SideReward{}, o.w_side},
                             core::Absolute{GradeReward(cxrl::nn::TorchScriptClassifier::load(o.classifier)), o.w_grade});
     // Captions repeat (5 grades × 2 sides × a few templates), so ddpo-pytorch's per-prompt statistics apply.

@@ -139,7 +139,7 @@ TEST_CASE("uniform_prompts draws from its pool reproducibly and refuses an empty
   CHECK_THROWS_WITH(cxrl::app::uniform_prompts({}), Catch::Contains("empty"));
 }
 
-TEST_CASE("a run's precision: as requested, auto timed and recorded, a resumed auto run keeps what it computed in",
+TEST_CASE("a run's precision: as requested, auto timed and recorded, a resumed auto run keeps what it computed in, a KL penalty keeps fp32",
           "[app][precision]") {
   using cxrl::nn::Precision;
   cxrl::policy::LoraAcePolicy p(cxrl_test::tiny_unet(1), cxrl_test::tiny_clip(2), cxrl_test::clip_tokenizer());
@@ -147,14 +147,14 @@ TEST_CASE("a run's precision: as requested, auto timed and recorded, a resumed a
   const auto dir = scratch("precision");
   fs::create_directories(dir);
   nlohmann::json cfg;
-  CHECK(cxrl::app::choose_run_precision(p, "bf16", 4, dir, false, one, cfg, true) == Precision::bf16);
+  CHECK(cxrl::app::choose_run_precision(p, "bf16", 4, dir, false, one, cfg, true, 0.0) == Precision::bf16);
   CHECK(p.config().precision == Precision::bf16);
   CHECK(cfg.at("precision_used") == "bf16");
   CHECK_FALSE(cfg.contains("precision_timing"));
   CHECK_THAT(cfg.at("cpu_kernels").get<std::string>(), Catch::Contains("ATen kernels: "));
 
   nlohmann::json fresh;
-  const auto chosen = cxrl::app::choose_run_precision(p, "auto", 4, dir, false, one, fresh, true);
+  const auto chosen = cxrl::app::choose_run_precision(p, "auto", 4, dir, false, one, fresh, true, 0.0);
   const auto& t = fresh.at("precision_timing");
   CHECK(t.at("rows") == 4);
   CHECK(t.at("fp32_s").get<double>() > 0);
@@ -168,12 +168,21 @@ TEST_CASE("a run's precision: as requested, auto timed and recorded, a resumed a
   cxrl::io::write_json(dir / "config.json", {{"precision", "auto"}, {"precision_used", "bf16"},
                                              {"precision_timing", {{"fp32_s", 2.0}, {"bf16_s", 1.0}, {"rows", 4}}}});
   nlohmann::json resumed;
-  CHECK(cxrl::app::choose_run_precision(p, "auto", 4, dir, true, one, resumed, true) == Precision::bf16);
+  CHECK(cxrl::app::choose_run_precision(p, "auto", 4, dir, true, one, resumed, true, 0.0) == Precision::bf16);
   CHECK(resumed.at("precision_timing").at("fp32_s") == 2.0);
   cxrl::io::write_json(dir / "config.json", {{"precision", "auto"}, {"precision_used", "fp16"}});
   nlohmann::json bad;
-  CHECK_THROWS_WITH(cxrl::app::choose_run_precision(p, "auto", 4, dir, true, one, bad, true),
+  CHECK_THROWS_WITH(cxrl::app::choose_run_precision(p, "auto", 4, dir, true, one, bad, true, 0.0),
                     Catch::Contains("config.json: key 'precision_used': expected auto, fp32 or bf16, got \"fp16\""));
-  CHECK_THROWS_WITH(cxrl::app::choose_run_precision(p, "half", 4, dir, false, one, bad, true),
+  CHECK_THROWS_WITH(cxrl::app::choose_run_precision(p, "half", 4, dir, false, one, bad, true, 0.0),
                     Catch::Contains("precision: expected auto, fp32 or bf16"));
+
+  // A KL penalty toward the anchor keeps it in fp32: auto settles there without timing, bf16 is refused.
+  nlohmann::json kl;
+  CHECK(cxrl::app::choose_run_precision(p, "auto", 4, dir, false, one, kl, true, 0.1) == Precision::fp32);
+  CHECK(p.config().precision == Precision::fp32);
+  CHECK(kl.at("precision_used") == "fp32");
+  CHECK_FALSE(kl.contains("precision_timing"));
+  CHECK_THROWS_WITH(cxrl::app::choose_run_precision(p, "bf16", 4, dir, false, one, kl, true, 0.1),
+                    Catch::Contains("precision bf16 with kl_weight > 0"));
 }

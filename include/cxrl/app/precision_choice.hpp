@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,9 @@ nn::PrecisionTiming time_policy_precision(P& policy, int64_t rows, const torch::
  *
  * "auto" is timed on rank 0 and broadcast, so every rank samples and trains in the same arithmetic; a resumed run
  * takes the `precision_used` of its config.json instead of timing again, so it continues exactly what it computed.
+ * A run with a KL penalty toward the anchor (core::TrainerConfig::kl_weight) keeps the anchor in fp32: the penalty is
+ * ‖μ_θ − μ_anchor‖² / (2σ_t²) (DPOK, Fan et al. 2023, Lemma 4.2), so bf16 rounding of the anchor alone, divided by
+ * the last steps' small σ_t², would be penalised as if it were the policy's drift. "auto" then settles on fp32 without timing, and "bf16" is refused.
  * @param policy the run's policy (see time_policy_precision())
  * @param requested "auto", "fp32" or "bf16" (PolicySettings::precision)
  * @param rows the UNet batch in sampling (2 × batch_size with guidance)
@@ -62,15 +66,24 @@ nn::PrecisionTiming time_policy_precision(P& policy, int64_t rows, const torch::
  * @param dist the run's process group
  * @param resolved the run's settings, written to config.json by finetune()
  * @param quiet no note on stderr
+ * @param kl_weight the run's core::TrainerConfig::kl_weight
  * @return the precision in use
- * @throws std::invalid_argument for an unknown precision name here or in the saved config.json
+ * @throws std::invalid_argument for an unknown precision name here or in the saved config.json, and for "bf16"
+ *         with @p kl_weight > 0
  */
 template <class P>
 nn::Precision choose_run_precision(P& policy, const std::string& requested, int64_t rows, const std::filesystem::path& run_dir,
-                                   bool resume, core::Distributed& dist, nlohmann::json& resolved, bool quiet) {
+                                   bool resume, core::Distributed& dist, nlohmann::json& resolved, bool quiet,
+                                   double kl_weight) {
   resolved["cpu_kernels"] = io::cpu_kernels_description();
   nn::Precision p = nn::parse_precision(requested, "precision");
   std::string how = "as requested";
+  if (kl_weight > 0) {
+    if (p == nn::Precision::bf16)
+      throw std::invalid_argument("precision bf16 with kl_weight > 0: the KL penalty compares the policy's predictions "
+                                  "with the anchor's, which must then stay fp32 (precision auto keeps fp32)");
+    if (p == nn::Precision::automatic) p = nn::Precision::fp32, how = "auto, fp32 because kl_weight > 0";
+  }
   if (p == nn::Precision::automatic && resume && std::filesystem::exists(run_dir / "config.json")) {
     const auto cfg = run_dir / "config.json";
     const auto saved = io::read_json(cfg);
