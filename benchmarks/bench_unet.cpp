@@ -118,9 +118,11 @@ Result run(const std::string& name, const UNet2DConditionConfig& cfg, int64_t ba
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   cxrl::io::use_best_cpu_kernels(argv);
-  const fs::path root = fs::path(__FILE__).parent_path() / "..";
+  // Not __FILE__: ccache's CCACHE_BASEDIR makes it relative to the build folder, so the default config was found
+  // only when the program ran from there.
+  const fs::path root = CXRL_SOURCE_DIR;
   const fs::path gray_cfg = argc > 1 ? fs::path(argv[1]) : root / "tests" / "data" / "unet_gray" / "config.json";
   const double seconds = argc > 2 ? std::stod(argv[2]) : 3.0;
   const torch::Device dev = torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
@@ -204,4 +206,7 @@ int main(int argc, char** argv) {
   std::printf("peak RSS %.0f MiB\n", peak_rss_mib());
   std::cout << js.dump() << std::endl;
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_unet: %s\n", e.what());
+  return 1;
 }
