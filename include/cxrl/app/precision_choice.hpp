@@ -55,9 +55,10 @@ nn::PrecisionTiming time_policy_precision(P& policy, int64_t rows, const torch::
  *
  * "auto" is timed on rank 0 and broadcast, so every rank samples and trains in the same arithmetic; a resumed run
  * takes the `precision_used` of its config.json instead of timing again, so it continues exactly what it computed.
- * A run with a KL penalty toward the anchor (core::TrainerConfig::kl_weight) keeps the anchor in fp32: the penalty is
- * ‖μ_θ − μ_anchor‖² / (2σ_t²) (DPOK, Fan et al. 2023, Lemma 4.2), so bf16 rounding of the anchor alone, divided by
- * the last steps' small σ_t², would be penalised as if it were the policy's drift. "auto" then settles on fp32 without timing, and "bf16" is refused.
+ * A run with a KL penalty toward the anchor (core::TrainerConfig::kl_weight) keeps the anchor in fp32: the penalty
+ * is ‖μ_θ − μ_anchor‖² / (2σ_t²) (DPOK, Fan et al. 2023, Lemma 4.2), so bf16 rounding of the anchor alone, divided
+ * by the last steps' small σ_t², would be penalised as if it were the policy's drift. "auto" then settles on fp32
+ * without timing, and "bf16" is refused.
  * @param policy the run's policy (see time_policy_precision())
  * @param requested "auto", "fp32" or "bf16" (PolicySettings::precision)
  * @param rows the UNet batch in sampling (2 × batch_size with guidance)
@@ -82,7 +83,10 @@ nn::Precision choose_run_precision(P& policy, const std::string& requested, int6
     if (p == nn::Precision::bf16)
       throw std::invalid_argument("precision bf16 with kl_weight > 0: the KL penalty compares the policy's predictions "
                                   "with the anchor's, which must then stay fp32 (precision auto keeps fp32)");
-    if (p == nn::Precision::automatic) p = nn::Precision::fp32, how = "auto, fp32 because kl_weight > 0";
+    if (p == nn::Precision::automatic) {
+      p = nn::Precision::fp32;
+      how = "auto, fp32 because kl_weight > 0";
+    }
   }
   if (p == nn::Precision::automatic && resume && std::filesystem::exists(run_dir / "config.json")) {
     const auto cfg = run_dir / "config.json";
